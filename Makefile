@@ -1,0 +1,51 @@
+# hybrid-knative — developer habits. `make help` lists the targets.
+PYTHON ?= python3
+# offline mirror of the upstream files; the workspace's ../shared/upstream when present
+MIRROR ?= $(wildcard ../shared/upstream)
+DEPS := build/.deps-stamp
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+.PHONY: help install vendor format lint test test-unit bench snap bundle plan clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+install: $(DEPS) ## install the package (editable) with test and dev tools
+
+$(DEPS): pyproject.toml
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@mkdir -p build && touch $@
+
+vendor: $(DEPS) ## fetch + verify the pinned upstream files (offline: make vendor MIRROR=../shared/upstream)
+	$(PYTHON) scripts/vendor.py $(if $(MIRROR),--mirror $(MIRROR),)
+
+format: $(DEPS) ## format and auto-fix
+	$(PYTHON) -m ruff format src tests benchmarks scripts
+	$(PYTHON) -m ruff check --fix src tests benchmarks scripts
+
+lint: $(DEPS) ## ruff + mypy --strict on src/
+	$(PYTHON) -m ruff check src tests benchmarks scripts addons/hybrid-knative/_shim.py
+	$(PYTHON) -m mypy --strict src
+
+test: vendor ## the whole test suite (vendors from MIRROR or the network first)
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+test-unit: vendor ## fast tests only
+	$(PYTHON) -m pytest tests/unit $(PYTEST_ARGS)
+
+bench: vendor ## measured figures: render time, API requests and waits (printed, not asserted)
+	$(PYTHON) benchmarks/run.py
+
+plan: vendor ## render the full install for Kubernetes 1.34 into out/plan (no cluster needed)
+	$(PYTHON) -m hybrid_knative plan --output out/plan --kubernetes-version 1.34
+
+snap: ## build the snap (placeholder until the snap issue lands)
+	@echo "make snap: not implemented yet (see the snap packaging issue)"; exit 1
+
+bundle: ## build an air-gap bundle (placeholder until the air-gap issue lands)
+	@echo "make bundle: not implemented yet (see the air-gap issue)"; exit 1
+
+clean: ## remove build output (keeps vendored files)
+	rm -rf build dist out .pytest_cache .mypy_cache .ruff_cache src/*.egg-info

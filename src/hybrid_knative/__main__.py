@@ -1,0 +1,3 @@
+from hybrid_knative.cli.main import main
+
+main()

@@ -1,0 +1,197 @@
+"""What `enable`, `disable`, `status` and `plan` do — the one code path behind the CLI and the
+MicroK8s addon shims (which hand their arguments to the CLI)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import yaml
+
+from hybrid_knative.catalog import Catalog, Release, load_catalog
+from hybrid_knative.config import Config, KubeVersion
+from hybrid_knative.errors import ConfigError, PermanentError
+from hybrid_knative.install.context import Context, RenderContext
+from hybrid_knative.install.plan import RenderedStep, plan, render_plan
+from hybrid_knative.install.record import Record, record_path
+from hybrid_knative.kube import ready
+from hybrid_knative.kube.api import KubeApi
+from hybrid_knative.kube.objects import ObjectRef
+from hybrid_knative.kube.wait import WaitPolicy, WaitStats, retry, wait_all
+from hybrid_knative.progress import Status
+from hybrid_knative.system.runner import Runner
+from hybrid_knative.upstream import PACKAGE_VENDOR_DIR, UpstreamStore, http_fetch
+
+PLAN_MARKER = ".hybrid-knative-plan"
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What a command did, for the CLI to print and for tests/benchmarks to inspect."""
+
+    release: Release | None = None
+    written: int = 0
+    stats: WaitStats = dataclasses.field(default_factory=WaitStats)
+    kube: KubeApi | None = None
+
+
+def _store(config: Config) -> UpstreamStore:
+    return UpstreamStore(
+        search_dirs=(*config.upstream_dirs, PACKAGE_VENDOR_DIR),
+        cache_dir=config.effective_state_dir / "upstream-cache",
+        fetch=None if config.offline else http_fetch,
+    )
+
+
+def _policy(config: Config) -> WaitPolicy:
+    return WaitPolicy(timeout=config.wait_timeout, interval=config.poll_interval,
+                      max_interval=max(config.poll_interval, min(5.0, config.wait_timeout / 10)))
+
+
+def connect(config: Config) -> KubeApi:
+    return KubeApi.connect(config.effective_kubeconfig, config.context)
+
+
+def choose_release(catalog: Catalog, version: KubeVersion, config: Config, status: Status) -> Release:
+    release = catalog.choose(version, config.knative)
+    if (version.major, version.minor) > (catalog.max_tested_kubernetes.major, catalog.max_tested_kubernetes.minor):
+        status.warn(f"Kubernetes {version.minor_version} is newer than the newest tested "
+                    f"({catalog.max_tested_kubernetes.minor_version}); installing Knative {release.line}")
+    return release
+
+
+def render(config: Config, version: KubeVersion, status: Status) -> tuple[Release, list[RenderedStep]]:
+    release = choose_release(load_catalog(), version, config, status)
+    rc = RenderContext(config=config, release=release, kube_version=version, store=_store(config))
+    return release, render_plan(plan(config), rc)
+
+
+def _check_conflicts(kube: KubeApi, record: Record, config: Config) -> None:
+    """Refuse to take over a Knative that someone else installed (e.g. the community addon)."""
+    if len(record) or config.adopt:
+        return
+    if kube.get(ObjectRef("v1", "Namespace", None, "knative-serving")) is not None:
+        raise ConfigError(
+            "Knative Serving is already installed on this cluster, but not by hybrid-knative",
+            details="the namespace knative-serving exists and there is no hybrid-knative record of it",
+            resolution="remove the other install first (the community addon: `sudo microk8s disable knative`), "
+            "or pass --adopt to let hybrid-knative take it over",
+        )
+
+
+def _record(config: Config, kube: KubeApi) -> Record:
+    path = record_path(config.effective_state_dir, kube.server, kube.context)
+    return Record.load(path, server=kube.server)
+
+
+def enable(config: Config, status: Status, *, kube: KubeApi | None = None) -> Outcome:
+    kube = kube or connect(config)
+    version = kube.server_version()  # read-only preflight: nothing is written before this passes
+    status.detail(f"API server {kube.server} runs Kubernetes {version}")
+    release, rendered = render(config, version, status)
+    status.info(f"Installing Knative {release.line} (Kubernetes {version.minor_version})")
+    record = _record(config, kube)
+    _check_conflicts(kube, record, config)
+    record.release = release.line
+    for r in rendered:  # CRD kinds must be known before their objects can be applied
+        kube.register_crds(o for o in r.objects if o["kind"] == "CustomResourceDefinition")
+    ctx = Context(render=RenderContext(config=config, release=release, kube_version=version, store=_store(config)),
+                  kube=kube, record=record, status=status, runner=Runner(), waits=_policy(config))
+    writes_before = kube.counters.writes
+    for r in rendered:
+        with status.step(r.step.title):
+            r.step.run(ctx, r.objects)
+    return Outcome(release=release, written=kube.counters.writes - writes_before, stats=ctx.stats, kube=kube)
+
+
+def disable(config: Config, status: Status, *, kube: KubeApi | None = None) -> Outcome:
+    marker = config.effective_marker
+    with status.step("Mark hybrid-knative disabled"):
+        marker.unlink(missing_ok=True)  # first: MicroK8s must never see "enabled" while we tear down
+    kube = kube or connect(config)
+    record = _record(config, kube)
+    if not len(record):
+        status.info("Nothing recorded for this cluster: nothing to remove")
+        return Outcome(kube=kube)
+    policy = _policy(config)
+    stats = WaitStats()
+    entries = record.delete_order()
+    writes_before = kube.counters.writes
+    with status.step(f"Remove {len(entries)} objects hybrid-knative created"):
+        awaited: list[ObjectRef] = []
+        for index, entry in enumerate(entries, start=1):
+            kube.register_kind(entry.ref.api_version, entry.ref.kind, entry.plural, namespaced=entry.namespaced)
+            status.note(f"deleting {index}/{len(entries)}: {entry.ref}")
+            retry(lambda ref=entry.ref: kube.delete(ref), policy=policy, what=f"delete {entry.ref}",  # type: ignore[misc]
+                  stats=stats)
+            if entry.ref.kind in ("Namespace", "CustomResourceDefinition"):
+                awaited.append(entry.ref)
+            record.remove(entry.ref)
+            status.detail(f"deleted {entry.ref}")
+    if awaited:
+        with status.step("Wait for namespaces and CRDs to be gone"):
+            wait_all({str(ref): ready.gone(kube, ref) for ref in awaited}, policy=policy, stats=stats,
+                     on_progress=status.note,
+                     resolution="something holds a finalizer; see `microk8s kubectl get ns` and "
+                     "`microk8s kubectl get crd | grep knative`")
+    return Outcome(written=kube.counters.writes - writes_before, stats=stats, kube=kube)
+
+
+@dataclasses.dataclass(frozen=True)
+class ComponentHealth:
+    name: str
+    ready: bool
+    detail: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Health:
+    enabled: bool
+    release: str | None
+    components: list[ComponentHealth]
+
+    @property
+    def healthy(self) -> bool:
+        return self.enabled and all(c.ready for c in self.components)
+
+
+def health(config: Config, *, kube: KubeApi | None = None) -> Health:
+    kube = kube or connect(config)
+    kube.server_version()
+    record = _record(config, kube)
+    comps = []
+    for entry in record.entries:
+        if entry.ref.kind != "Deployment" or entry.ref.namespace is None:
+            continue
+        reason = ready.deployment_available(kube, entry.ref.namespace, entry.ref.name)()
+        comps.append(ComponentHealth(f"{entry.ref.namespace}/{entry.ref.name}", reason is None, reason or "Available"))
+    return Health(enabled=config.effective_marker.is_file(), release=record.release, components=comps)
+
+
+def write_plan(config: Config, version: KubeVersion, output: Path, status: Status) -> list[Path]:
+    """The dry run: render every step and write its objects to ``output``; touches no cluster."""
+    release, rendered = render(config, version, status)
+    if output.exists() and any(output.iterdir()) and not (output / PLAN_MARKER).exists():
+        raise ConfigError(f"{output} is not empty and was not written by `hybrid-knative plan`",
+                          resolution="choose a new or empty folder for --output")
+    output.mkdir(parents=True, exist_ok=True)
+    for old in output.glob("[0-9][0-9]-*.yaml"):
+        old.unlink()
+    (output / PLAN_MARKER).write_text(f"knative {release.line} for Kubernetes {version.minor_version}\n")
+    written = []
+    for index, r in enumerate(rendered, start=1):
+        path = output / f"{index:02d}-{r.step.name}.yaml"
+        header = f"# step {index}: {r.step.title} ({r.step.name})\n"
+        if not r.step.applies:
+            header += "# merge patches onto objects applied by earlier steps\n"
+        if not r.objects:
+            header += "# (no objects: this step acts outside the cluster)\n"
+        path.write_text(header + yaml.safe_dump_all(r.objects, sort_keys=False), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def plan_summary(config: Config, version: KubeVersion, status: Status) -> tuple[Release, list[RenderedStep]]:
+    if version is None:
+        raise PermanentError("internal error: no Kubernetes version")
+    return render(config, version, status)

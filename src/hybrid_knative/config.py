@@ -1,0 +1,131 @@
+"""User input, validated once, frozen: every command builds a Config before touching anything."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+from hybrid_knative.errors import ConfigError
+
+_KUBE_VERSION = re.compile(r"^v?(?P<major>\d+)\.(?P<minor>\d+)(?:\.(?P<patch>\d+))?(?P<rest>[-+][0-9A-Za-z.+-]*)?$")
+_RELEASE = re.compile(r"^(?P<major>\d+)\.(?P<minor>\d+)$")
+_CONTEXT = re.compile(r"^[^\s]{1,253}$")
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class KubeVersion:
+    """A Kubernetes server version; only major.minor decide compatibility."""
+
+    major: int
+    minor: int
+    patch: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> KubeVersion:
+        match = _KUBE_VERSION.match(text.strip())
+        if not match:
+            raise ConfigError(
+                f"not a Kubernetes version: {text!r}",
+                resolution="use MAJOR.MINOR or MAJOR.MINOR.PATCH, e.g. 1.34 or v1.34.2",
+            )
+        return cls(int(match["major"]), int(match["minor"]), int(match["patch"] or 0))
+
+    @property
+    def minor_version(self) -> str:
+        return f"{self.major}.{self.minor}"
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}.{self.patch}"
+
+
+@dataclasses.dataclass(frozen=True)
+class SnapPaths:
+    """Where MicroK8s keeps its files (from the SNAP* variables, or the defaults of the microk8s snap)."""
+
+    snap: Path = Path("/snap/microk8s/current")
+    snap_data: Path = Path("/var/snap/microk8s/current")
+    snap_common: Path = Path("/var/snap/microk8s/common")
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.snap_data / "credentials" / "client.config"
+
+    @property
+    def marker(self) -> Path:
+        """The file ``check_status`` in addons.yaml looks for."""
+        return self.snap_data / "var" / "lock" / "hybrid-knative.enabled"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.snap_common / "hybrid-knative" / "state"
+
+    @classmethod
+    def from_environ(cls, environ: dict[str, str]) -> SnapPaths:
+        """Read the MicroK8s snap paths; ignores the variables of another snap (e.g. our own)."""
+        default = cls()
+        if environ.get("SNAP_NAME", "microk8s") != "microk8s":
+            return default
+        return cls(
+            snap=Path(environ.get("SNAP", default.snap)),
+            snap_data=Path(environ.get("SNAP_DATA", default.snap_data)),
+            snap_common=Path(environ.get("SNAP_COMMON", default.snap_common)),
+        )
+
+
+def parse_release(text: str) -> str:
+    """Validate a Knative release line such as ``1.23``."""
+    if not _RELEASE.match(text.strip()):
+        raise ConfigError(f"not a Knative release: {text!r}", resolution="use MAJOR.MINOR, e.g. 1.23")
+    return text.strip()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config:
+    """Everything enable/disable/plan/status need, validated."""
+
+    kubeconfig: Path | None = None
+    context: str | None = None
+    kubernetes_version: KubeVersion | None = None  # stand-in for the server's (plan without a cluster)
+    knative: str | None = None  # release line, e.g. "1.23"; default: newest the server supports
+    snap: SnapPaths = dataclasses.field(default_factory=SnapPaths)
+    state_dir: Path | None = None
+    marker: Path | None = None
+    wait_timeout: float = 600.0
+    poll_interval: float = 1.0
+    upstream_dirs: tuple[Path, ...] = ()  # searched first for upstream files (a mirror, a bundle's files)
+    offline: bool = False  # never download upstream files
+    adopt: bool = False  # take over a Knative install that hybrid-knative did not make
+
+    def __post_init__(self) -> None:
+        if self.kubeconfig is not None and not self.kubeconfig.is_file():
+            raise ConfigError(
+                f"kubeconfig not found: {self.kubeconfig}",
+                resolution="pass --kubeconfig with the path of an existing kubeconfig file",
+            )
+        if self.context is not None and not _CONTEXT.match(self.context):
+            raise ConfigError(f"invalid kubeconfig context name: {self.context!r}")
+        if self.knative is not None:
+            parse_release(self.knative)
+        for folder in self.upstream_dirs:
+            if not folder.is_dir():
+                raise ConfigError(f"upstream folder not found: {folder}",
+                                  resolution="pass --upstream-dir with an existing folder (e.g. a mirror)")
+        if not 0.001 <= self.poll_interval <= 60:
+            raise ConfigError(f"poll interval must be between 0.001 and 60 seconds, got {self.poll_interval:g}")
+        if not 1 <= self.wait_timeout <= 24 * 3600:
+            raise ConfigError(
+                f"--timeout must be between 1 and 86400 seconds, got {self.wait_timeout:g}",
+            )
+
+    @property
+    def effective_kubeconfig(self) -> Path:
+        return self.kubeconfig if self.kubeconfig is not None else self.snap.kubeconfig
+
+    @property
+    def effective_state_dir(self) -> Path:
+        return self.state_dir if self.state_dir is not None else self.snap.state_dir
+
+    @property
+    def effective_marker(self) -> Path:
+        return self.marker if self.marker is not None else self.snap.marker

@@ -1,0 +1,39 @@
+"""The one explicit Context every step receives. Steps read nothing else (no os.environ, no globals)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from hybrid_knative.catalog import Release
+from hybrid_knative.config import Config, KubeVersion
+from hybrid_knative.install.record import Record
+from hybrid_knative.kube.api import KubeApi
+from hybrid_knative.kube.wait import WaitPolicy, WaitStats
+from hybrid_knative.progress import Status
+from hybrid_knative.system.runner import Runner
+from hybrid_knative.upstream import UpstreamStore
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderContext:
+    """What rendering needs: pure inputs, no cluster."""
+
+    config: Config
+    release: Release
+    kube_version: KubeVersion
+    store: UpstreamStore
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    render: RenderContext
+    kube: KubeApi
+    record: Record
+    status: Status
+    runner: Runner
+    waits: WaitPolicy
+    stats: WaitStats = dataclasses.field(default_factory=WaitStats)
+
+    @property
+    def config(self) -> Config:
+        return self.render.config

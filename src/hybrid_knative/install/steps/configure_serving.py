@@ -1,0 +1,43 @@
+"""Knative Serving settings: Kourier as ingress class, MicroK8s's registry skips tag resolution.
+
+Merge-patches only our keys into the upstream ConfigMaps (after the webhook is ready — it
+validates them). A key that already has our value is not written again.
+"""
+
+from __future__ import annotations
+
+from hybrid_knative.errors import PermanentError
+from hybrid_knative.install.context import Context, RenderContext
+from hybrid_knative.install.render import template_objects
+from hybrid_knative.kube.objects import Manifest, ref_of
+from hybrid_knative.kube.wait import retry
+
+NAME = "configure_serving"
+TITLE = "Configure Knative Serving for Kourier and MicroK8s's registry"
+
+KOURIER_INGRESS_CLASS = "kourier.ingress.networking.knative.dev"
+UPSTREAM_SKIP_TAG_RESOLVING = ("kind.local", "ko.local", "dev.local")
+MICROK8S_REGISTRIES = ("localhost:32000", "127.0.0.1:32000")
+
+
+def render(rc: RenderContext) -> list[Manifest]:
+    return template_objects("knative-serving", "serving-config.yaml.j2", {
+        "ingress_class": KOURIER_INGRESS_CLASS,
+        "registries_skipping_tag_resolving": [*UPSTREAM_SKIP_TAG_RESOLVING, *MICROK8S_REGISTRIES],
+    })
+
+
+def run(ctx: Context, objs: list[Manifest]) -> None:
+    for obj in objs:
+        ref = ref_of(obj)
+        live = ctx.kube.get(ref)
+        if live is None:
+            raise PermanentError(f"{ref} is missing", resolution="re-run enable: the core step creates it")
+        want = obj.get("data") or {}
+        have = live.get("data") or {}
+        if all(have.get(k) == v for k, v in want.items()):
+            ctx.status.detail(f"unchanged {ref}")
+            continue
+        retry(lambda ref=ref, want=want: ctx.kube.merge_patch(ref, {"data": want}),  # type: ignore[misc]
+              policy=ctx.waits, what=f"patch {ref}", stats=ctx.stats)
+        ctx.status.detail(f"patched {ref}: {', '.join(want)}")

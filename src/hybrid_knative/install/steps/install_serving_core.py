@@ -1,0 +1,38 @@
+"""Knative Serving core; waits for its Deployments and for the webhook to have ready endpoints.
+
+The webhook validates Knative ConfigMaps (failurePolicy: Fail), so no ConfigMap may be patched
+before it answers: this step ends only when the `webhook` Service has a ready endpoint.
+"""
+
+from __future__ import annotations
+
+from hybrid_knative.install.apply import apply_objects
+from hybrid_knative.install.context import Context, RenderContext
+from hybrid_knative.install.render import standard_transforms, upstream_objects, without_kinds
+from hybrid_knative.kube import ready
+from hybrid_knative.kube.objects import Manifest
+from hybrid_knative.kube.wait import wait_all
+
+NAME = "install_serving_core"
+TITLE = "Install Knative Serving core"
+NAMESPACE = "knative-serving"
+
+
+def render(rc: RenderContext) -> list[Manifest]:
+    comp = rc.release.component("knative-serving")
+    objs = upstream_objects(rc, "knative-serving", "serving-core.yaml")
+    # serving-core.yaml repeats the CRDs of serving-crds.yaml (installed and awaited by the step before)
+    return standard_transforms(without_kinds(objs, {"CustomResourceDefinition"}), comp.image_pins)
+
+
+def run(ctx: Context, objs: list[Manifest]) -> None:
+    apply_objects(ctx, NAME, objs)
+    deployments = [o["metadata"]["name"] for o in objs if o["kind"] == "Deployment"]
+    wait_all({f"Deployment {NAMESPACE}/{d}": ready.deployment_available(ctx.kube, NAMESPACE, d) for d in deployments},
+             policy=ctx.waits, stats=ctx.stats, on_progress=ctx.status.note,
+             resolution="see `microk8s kubectl -n knative-serving get pods` and "
+             "`microk8s kubectl -n knative-serving describe deployment NAME` (image pulls, resources)")
+    wait_all({f"Service {NAMESPACE}/webhook endpoints": ready.service_endpoints_ready(ctx.kube, NAMESPACE, "webhook")},
+             policy=ctx.waits, stats=ctx.stats, on_progress=ctx.status.note,
+             resolution="the Knative webhook pod is not serving; see "
+             "`microk8s kubectl -n knative-serving logs deploy/webhook`")

@@ -1,0 +1,21 @@
+"""Write the marker that MicroK8s's check_status reads — only after every step before succeeded."""
+
+from __future__ import annotations
+
+import datetime
+
+from hybrid_knative.install.context import Context, RenderContext
+from hybrid_knative.kube.objects import Manifest
+from hybrid_knative.system.files import atomic_write
+
+NAME = "mark_enabled"
+TITLE = "Mark hybrid-knative enabled"
+
+
+def render(rc: RenderContext) -> list[Manifest]:
+    return []
+
+
+def run(ctx: Context, objs: list[Manifest]) -> None:
+    stamp = datetime.datetime.now(tz=datetime.timezone.utc).isoformat(timespec="seconds")
+    atomic_write(ctx.config.effective_marker, f"knative {ctx.render.release.line}\nenabled {stamp}\n")

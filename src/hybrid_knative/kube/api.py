@@ -1,0 +1,234 @@
+"""The Kubernetes API through lightkube: server-side apply with one field manager, typed errors."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx2
+import lightkube
+from lightkube import ApiError
+from lightkube.config.client_adapter import Client as adapter_client
+from lightkube.config.client_adapter import ConnectionParams
+from lightkube.config.kubeconfig import KubeConfig, SingleConfig
+from lightkube.core.exceptions import ConfigError as LightkubeConfigError
+from lightkube.core.exceptions import LoadResourceError
+from lightkube.core.resource import NamespacedResource, api_info
+from lightkube.core.resource_registry import resource_registry
+from lightkube.generic_resource import create_global_resource, create_namespaced_resource
+from lightkube.types import PatchType
+
+from hybrid_knative.config import KubeVersion
+from hybrid_knative.errors import ConfigError, PermanentError, TemporaryError
+from hybrid_knative.kube.objects import Manifest, ObjectRef, ref_of
+
+FIELD_MANAGER = "hybrid-knative"
+T = TypeVar("T")
+
+
+@dataclasses.dataclass
+class ApiCounters:
+    """Request counts by verb, for `make bench` and for tests of idempotency."""
+
+    reads: int = 0
+    writes: int = 0
+
+
+class KubeApi:
+    """A thin, typed facade over the lightkube sync client."""
+
+    def __init__(self, client: lightkube.Client, config: SingleConfig) -> None:
+        self._client = client
+        self._config = config
+        self._crd_kinds: dict[tuple[str, str], tuple[str, bool]] = {}  # (apiVersion, kind) -> (plural, namespaced)
+        self.counters = ApiCounters()
+
+    @classmethod
+    def connect(cls, kubeconfig: Path, context: str | None = None, *, timeout: float = 30.0) -> KubeApi:
+        try:
+            single = KubeConfig.from_file(kubeconfig).get(context_name=context)
+        except FileNotFoundError:
+            raise ConfigError(f"kubeconfig not found: {kubeconfig}",
+                              resolution="pass --kubeconfig PATH, or run on a MicroK8s node") from None
+        except PermissionError:
+            raise ConfigError(f"cannot read kubeconfig {kubeconfig} (permission denied)",
+                              resolution="run with sudo, or join the microk8s group") from None
+        except (LightkubeConfigError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ConfigError(f"cannot use kubeconfig {kubeconfig}: {exc}",
+                              resolution="check the file, and --context if given") from None
+        except Exception as exc:  # yaml errors and friends: one clear line, no traceback
+            raise ConfigError(f"cannot read kubeconfig {kubeconfig}: {type(exc).__name__}: {exc}") from None
+        if single is None:
+            raise ConfigError(f"kubeconfig {kubeconfig} has no context {context or '(current)'}",
+                              resolution="pass --context with one of the file's contexts")
+        client = lightkube.Client(config=single, field_manager=FIELD_MANAGER, timeout=httpx2.Timeout(timeout),
+                                  trust_env=False)
+        return cls(client, single)
+
+    @property
+    def server(self) -> str:
+        return str(self._config.cluster.server)
+
+    @property
+    def context(self) -> str:
+        return str(self._config.context_name)
+
+    # --- errors -------------------------------------------------------------------------------
+
+    def _call(self, what: str, fn: Callable[[], T], *, write: bool) -> T:
+        if write:
+            self.counters.writes += 1
+        else:
+            self.counters.reads += 1
+        try:
+            return fn()
+        except ApiError as exc:
+            code = int(exc.status.code or 0)
+            message = exc.status.message or str(exc)
+            if code in (429, 500, 502, 503, 504) or code == 0:
+                raise TemporaryError(f"{what}: the API server answered {code}: {message}") from exc
+            raise PermanentError(f"{what}: the API server refused it ({code} {exc.status.reason}): {message}",
+                                 resolution=_resolution_for(code)) from exc
+        except httpx2.TransportError as exc:
+            raise TemporaryError(f"{what}: cannot reach the API server at {self.server}: {exc}",
+                                 resolution="check that MicroK8s is running: `microk8s status --wait-ready`") from exc
+
+    # --- discovery-free resource resolution ---------------------------------------------------
+
+    def register_crds(self, crds: Iterable[Manifest]) -> None:
+        """Learn the kinds served by these CRDs, so their objects can be applied before discovery."""
+        for crd in crds:
+            spec = crd.get("spec") or {}
+            names = spec.get("names") or {}
+            namespaced = spec.get("scope") == "Namespaced"
+            for ver in spec.get("versions") or []:
+                key = (f"{spec['group']}/{ver['name']}", str(names["kind"]))
+                self._crd_kinds[key] = (str(names["plural"]), namespaced)
+
+    def register_kind(self, api_version: str, kind: str, plural: str, *, namespaced: bool) -> None:
+        self._crd_kinds.setdefault((api_version, kind), (plural, namespaced))
+
+    def resource_info(self, api_version: str, kind: str) -> tuple[str, bool]:
+        """(plural, namespaced) of a kind."""
+        res = self.resource(api_version, kind)
+        return str(api_info(res).plural), issubclass(res, NamespacedResource)
+
+    def resource(self, api_version: str, kind: str) -> Any:
+        key = (api_version, kind)
+        if key in self._crd_kinds:
+            plural, namespaced = self._crd_kinds[key]
+            group, _, version = api_version.rpartition("/")
+            factory = create_namespaced_resource if namespaced else create_global_resource
+            return factory(group, version, kind, plural)
+        try:
+            return resource_registry.load(api_version, kind)
+        except LoadResourceError:
+            raise PermanentError(f"unknown kind {kind} ({api_version})",
+                                 details="it is neither built into Kubernetes nor served by a CRD we install") from None
+
+    # --- verbs -----------------------------------------------------------------------------------
+
+    def server_version(self) -> KubeVersion:
+        def fetch() -> KubeVersion:
+            with adapter_client(self._config, ConnectionParams(trust_env=False)) as http:
+                resp = http.get("/version")
+                if resp.status_code >= 500:
+                    raise TemporaryError(f"GET /version answered {resp.status_code}")
+                if resp.status_code >= 400:
+                    raise PermanentError(f"GET /version answered {resp.status_code}",
+                                         resolution="check the credentials in the kubeconfig")
+                data = resp.json()
+            text = str(data.get("gitVersion") or f"{data.get('major')}.{str(data.get('minor', '')).rstrip('+')}")
+            return KubeVersion.parse(text)
+
+        try:
+            return self._call("GET /version", fetch, write=False)
+        except TemporaryError as exc:
+            raise PermanentError(
+                f"the Kubernetes API server at {self.server} is not reachable",
+                details=exc.brief,
+                resolution="start MicroK8s (`sudo microk8s start`) and wait for it "
+                "(`sudo microk8s status --wait-ready`), or pass --kubeconfig/--context of a running cluster",
+            ) from None
+
+    def apply(self, obj: Manifest) -> None:
+        ref = ref_of(obj)
+        res = self.resource(ref.api_version, ref.kind)
+        self._call(
+            f"apply {ref}",
+            lambda: self._client.patch(res, ref.name, obj, namespace=ref.namespace, patch_type=PatchType.APPLY,
+                                       force=True),
+            write=True,
+        )
+
+    def merge_patch(self, ref: ObjectRef, body: dict[str, Any]) -> None:
+        res = self.resource(ref.api_version, ref.kind)
+        self._call(
+            f"patch {ref}",
+            lambda: self._client.patch(res, ref.name, body, namespace=ref.namespace, patch_type=PatchType.MERGE),
+            write=True,
+        )
+
+    def get(self, ref: ObjectRef) -> dict[str, Any] | None:
+        res = self.resource(ref.api_version, ref.kind)
+
+        def fetch() -> dict[str, Any] | None:
+            try:
+                return _as_dict(self._client.get(res, ref.name, namespace=ref.namespace))
+            except ApiError as exc:
+                if exc.status.code == 404:
+                    return None
+                raise
+
+        return self._call(f"get {ref}", fetch, write=False)
+
+    def delete(self, ref: ObjectRef) -> bool:
+        """Delete; False when it was already gone."""
+        res = self.resource(ref.api_version, ref.kind)
+
+        def remove() -> bool:
+            try:
+                self._client.delete(res, ref.name, namespace=ref.namespace)
+            except ApiError as exc:
+                if exc.status.code == 404:
+                    return False
+                raise
+            return True
+
+        return self._call(f"delete {ref}", remove, write=True)
+
+    def list(self, api_version: str, kind: str, *, namespace: str | None = None,
+             labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        res = self.resource(api_version, kind)
+
+        def fetch() -> list[dict[str, Any]]:
+            items = self._client.list(res, namespace=namespace, labels=labels)  # type: ignore[arg-type]
+            found = [_as_dict(i) for i in items]
+            # filter again on our side: harmless on a real server, needed on simple emulators
+            return [o for o in found if _labels_match(o, labels or {})]
+
+        return self._call(f"list {kind} in {namespace or 'all namespaces'}", fetch, write=False)
+
+
+def _as_dict(obj: Any) -> dict[str, Any]:
+    if isinstance(obj, dict):
+        return dict(obj)
+    result: dict[str, Any] = obj.to_dict()
+    return result
+
+
+def _labels_match(obj: dict[str, Any], labels: dict[str, str]) -> bool:
+    have = (obj.get("metadata") or {}).get("labels") or {}
+    return all(have.get(k) == v for k, v in labels.items())
+
+
+def _resolution_for(code: int) -> str:
+    if code in (401, 403):
+        return "the kubeconfig's user lacks permission; use MicroK8s's admin config (run with sudo)"
+    if code == 404:
+        return "a namespace or CRD it needs is missing; re-run enable to apply the steps in order"
+    if code == 422:
+        return "the object was rejected as invalid; please report this as a hybrid-knative bug"
+    return "see the message above"

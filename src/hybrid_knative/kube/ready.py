@@ -1,0 +1,90 @@
+"""Readiness checks on real conditions, as the controllers report them. Each returns a Check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hybrid_knative.kube.api import KubeApi
+from hybrid_knative.kube.objects import ObjectRef
+from hybrid_knative.kube.wait import Check
+
+
+def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind:
+            return dict(cond)
+    return None
+
+
+def _why(cond: dict[str, Any] | None, kind: str) -> str:
+    if cond is None:
+        return f"no {kind} condition yet"
+    text = f"{kind}={cond.get('status')}"
+    if cond.get("reason"):
+        text += f" ({cond['reason']})"
+    if cond.get("message"):
+        text += f": {cond['message']}"
+    return text
+
+
+def crd_established(kube: KubeApi, name: str) -> Check:
+    ref = ObjectRef("apiextensions.k8s.io/v1", "CustomResourceDefinition", None, name)
+
+    def check() -> str | None:
+        obj = kube.get(ref)
+        if obj is None:
+            return "not found"
+        cond = _condition(obj, "Established")
+        return None if cond and cond.get("status") == "True" else _why(cond, "Established")
+
+    return check
+
+
+def deployment_available(kube: KubeApi, namespace: str, name: str) -> Check:
+    ref = ObjectRef("apps/v1", "Deployment", namespace, name)
+
+    def check() -> str | None:
+        obj = kube.get(ref)
+        if obj is None:
+            return "not found"
+        meta, status = obj.get("metadata") or {}, obj.get("status") or {}
+        generation, observed = meta.get("generation"), status.get("observedGeneration")
+        if generation is not None and observed is not None and observed < generation:
+            return f"controller has not seen generation {generation} yet"
+        cond = _condition(obj, "Available")
+        if cond and cond.get("status") == "True":
+            return None
+        progressing = _condition(obj, "Progressing")
+        if progressing and progressing.get("reason") == "ProgressDeadlineExceeded":
+            return _why(progressing, "Progressing")
+        return _why(cond, "Available")
+
+    return check
+
+
+def service_endpoints_ready(kube: KubeApi, namespace: str, service: str) -> Check:
+    """At least one ready endpoint behind the Service (EndpointSlices, discovery.k8s.io/v1)."""
+
+    def check() -> str | None:
+        slices = kube.list("discovery.k8s.io/v1", "EndpointSlice", namespace=namespace,
+                           labels={"kubernetes.io/service-name": service})
+        for s in slices:
+            for ep in s.get("endpoints") or []:
+                ready = (ep.get("conditions") or {}).get("ready")
+                if ep.get("addresses") and ready is not False:
+                    return None
+        return "no ready endpoints yet" if slices else "no EndpointSlice yet"
+
+    return check
+
+
+def gone(kube: KubeApi, ref: ObjectRef) -> Check:
+    def check() -> str | None:
+        obj = kube.get(ref)
+        if obj is None:
+            return None
+        if (obj.get("metadata") or {}).get("deletionTimestamp"):
+            return "terminating"
+        return "still present"
+
+    return check
