@@ -10,7 +10,7 @@ import yaml
 
 from hybrid_knative.catalog import Catalog, Release, load_catalog
 from hybrid_knative.config import Config, KubeVersion
-from hybrid_knative.errors import ConfigError, PermanentError
+from hybrid_knative.errors import ConfigError
 from hybrid_knative.install.context import Context, RenderContext
 from hybrid_knative.install.plan import RenderedStep, plan, render_plan
 from hybrid_knative.install.record import Record, record_path
@@ -168,7 +168,8 @@ def health(config: Config, *, kube: KubeApi | None = None) -> Health:
     return Health(enabled=config.effective_marker.is_file(), release=record.release, components=comps)
 
 
-def write_plan(config: Config, version: KubeVersion, output: Path, status: Status) -> list[Path]:
+def write_plan(config: Config, version: KubeVersion, output: Path,
+               status: Status) -> tuple[Release, list[RenderedStep], list[Path]]:
     """The dry run: render every step and write its objects to ``output``; touches no cluster."""
     release, rendered = render(config, version, status)
     if output.exists() and any(output.iterdir()) and not (output / PLAN_MARKER).exists():
@@ -188,10 +189,4 @@ def write_plan(config: Config, version: KubeVersion, output: Path, status: Statu
             header += "# (no objects: this step acts outside the cluster)\n"
         path.write_text(header + yaml.safe_dump_all(r.objects, sort_keys=False), encoding="utf-8")
         written.append(path)
-    return written
-
-
-def plan_summary(config: Config, version: KubeVersion, status: Status) -> tuple[Release, list[RenderedStep]]:
-    if version is None:
-        raise PermanentError("internal error: no Kubernetes version")
-    return render(config, version, status)
+    return release, rendered, written

@@ -196,8 +196,7 @@ def plan(verbose: int, quiet: bool, output: Path, kubernetes_version: KubeVersio
     config = build_config(knative=knative, upstream_dirs=upstream_dirs, offline=offline, **cluster)
     status = _status(verbose, quiet)
     version = kubernetes_version or addon.connect(config).server_version()
-    paths = addon.write_plan(config, version, output, status)
-    release, rendered = addon.render(config, version, status)
+    release, rendered, paths = addon.write_plan(config, version, output, status)
     click.echo(f"Plan for Knative {release.line} on Kubernetes {version.minor_version}:")
     for index, (r, path) in enumerate(zip(rendered, paths, strict=True), start=1):
         click.echo(f"  {index}. {r.step.name:<22} {len(r.objects):>3} objects  {path}")

@@ -1,0 +1,198 @@
+"""enable / re-run / disable against the API emulator, with a fake controller setting status."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from hybrid_knative import addon
+from hybrid_knative.config import KubeVersion
+from hybrid_knative.errors import ConfigError, DeadlineExceeded, PermanentError
+from hybrid_knative.install.record import Record, record_path
+from hybrid_knative.kube.objects import Manifest, ref_of
+from hybrid_knative.progress import Status
+from tests.harness.emulator import FakeController
+from tests.integration.conftest import Cluster
+
+QUIET = Status(verbosity=-1)
+
+
+def plural_of(kind: str) -> str:
+    special = {"Endpoints": "endpoints", "Ingress": "ingresses"}
+    if kind in special:
+        return special[kind]
+    lower = kind.lower()
+    if lower.endswith("y"):
+        return lower[:-1] + "ies"
+    if lower.endswith("s"):
+        return lower + "es"
+    return lower + "s"
+
+
+def rendered_objects(cluster: Cluster, version: str = "1.34.2") -> list[Manifest]:
+    _, rendered = addon.render(cluster.config(), KubeVersion.parse(version), QUIET)
+    return [o for r in rendered if r.step.applies for o in r.objects]
+
+
+def stored(cluster: Cluster, obj: Manifest) -> dict | None:
+    ref = ref_of(obj)
+    return cluster.server.get(ref.api_version, plural_of(ref.kind), ref.name, ref.namespace)
+
+
+def write_paths(cluster: Cluster) -> list[str]:
+    return [f"{r.method} {r.path}" for r in cluster.server.writes()]
+
+
+def test_fresh_install(cluster: Cluster) -> None:
+    outcome = addon.enable(cluster.config(), QUIET)
+    assert outcome.release is not None and outcome.release.line == "1.23"
+    objs = rendered_objects(cluster)
+    missing = [str(ref_of(o)) for o in objs if stored(cluster, o) is None]
+    assert not missing
+    assert cluster.marker.is_file()
+    cm = cluster.server.get("v1", "configmaps", "config-network", "knative-serving")
+    assert cm is not None and cm["data"]["ingress-class"] == "kourier.ingress.networking.knative.dev"
+    assert "_example" in cm["data"]  # upstream keys kept: only our key was merged in
+    dep = cluster.server.get("v1", "configmaps", "config-deployment", "knative-serving")
+    assert dep is not None
+    assert "localhost:32000,127.0.0.1:32000" in dep["data"]["registries-skipping-tag-resolving"]
+    pdb = cluster.server.get("policy/v1", "poddisruptionbudgets", "activator-pdb", "knative-serving")
+    assert pdb is not None and pdb["spec"]["maxUnavailable"] == 1 and "minAvailable" not in pdb["spec"]
+
+    applies = [r for r in cluster.server.writes() if r.content_type == "application/apply-patch+yaml"]
+    assert len(applies) == len(objs)
+    assert all("fieldManager=hybrid-knative" in r.query for r in applies)
+    # rank order: the first writes are CRDs; within serving core, webhooks come after the Deployments
+    assert all("/customresourcedefinitions/" in r.path for r in applies[:12])
+    paths = [r.path for r in applies]
+    last_deployment = max(i for i, p in enumerate(paths) if "/deployments/" in p and "knative-serving" in p
+                          and "net-kourier" not in p)
+    first_webhook = min(i for i, p in enumerate(paths) if "webhookconfigurations" in p)
+    assert first_webhook > last_deployment
+
+    record = Record.load(record_path(cluster.state_dir, outcome.kube.server, outcome.kube.context), server="")
+    assert len(record) == len(objs)
+
+
+def test_rerun_makes_no_writes(cluster: Cluster) -> None:
+    addon.enable(cluster.config(), QUIET)
+    cluster.server.reset_requests()
+    outcome = addon.enable(cluster.config(), QUIET)
+    assert cluster.server.writes() == []
+    assert outcome.written == 0
+
+
+def test_rerun_repairs_a_deleted_object(cluster: Cluster) -> None:
+    addon.enable(cluster.config(), QUIET)
+    cluster.server.delete_object("apps/v1", "deployments", "activator", "knative-serving")
+    cluster.server.reset_requests()
+    addon.enable(cluster.config(), QUIET)
+    assert write_paths(cluster) == [
+        "PATCH /apis/apps/v1/namespaces/knative-serving/deployments/activator"]
+
+
+def test_disable_removes_exactly_what_enable_created(cluster: Cluster) -> None:
+    cluster.server.put_object("v1", "configmaps", {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "user-data", "namespace": "default"}})
+    addon.enable(cluster.config(), QUIET)
+    cluster.server.reset_requests()
+    addon.disable(cluster.config(), QUIET)
+    objs = rendered_objects(cluster)
+    left = [str(ref_of(o)) for o in objs if stored(cluster, o) is not None]
+    assert not left
+    assert not cluster.marker.exists()
+    assert cluster.server.get("v1", "configmaps", "user-data", "default") is not None
+    deletes = [r.path for r in cluster.server.writes()]
+    assert all(r.method == "DELETE" for r in cluster.server.writes())
+    assert len(deletes) == len(objs)
+    assert "webhookconfigurations" in deletes[0]  # reverse rank: webhooks first …
+    assert all("/customresourcedefinitions/" in p for p in deletes[-12:])  # … CRDs last
+    assert not list(cluster.state_dir.glob("record-*.json"))
+    # disabling again is harmless
+    cluster.server.reset_requests()
+    addon.disable(cluster.config(), QUIET)
+    assert cluster.server.writes() == []
+
+
+def test_deployment_never_available_stops_with_a_clear_error(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(controller=FakeController(never_ready={"3scale-kourier-gateway"}))
+    with pytest.raises(DeadlineExceeded) as err:
+        addon.enable(cluster.config(wait_timeout=1.0), QUIET)
+    assert "Deployment kourier-system/3scale-kourier-gateway" in err.value.brief
+    assert "net-kourier-controller" not in err.value.brief
+    assert "ProgressDeadlineExceeded" in (err.value.details or "")
+    requests = cluster.server.requests
+    first_wait = next(i for i, r in enumerate(requests)
+                      if r.method == "GET" and r.path.endswith("/deployments/3scale-kourier-gateway"))
+    assert not [r for r in requests[first_wait:] if r.method in ("POST", "PUT", "PATCH", "DELETE")]
+    cm = cluster.server.get("v1", "configmaps", "config-network", "knative-serving")
+    assert cm is not None and "ingress-class" not in cm["data"]
+    assert not cluster.marker.exists()
+
+
+def test_partial_enable_then_disable_cleans_up(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(controller=FakeController(never_ready={"net-kourier-controller"}))
+    with pytest.raises(DeadlineExceeded):
+        addon.enable(cluster.config(wait_timeout=1.0), QUIET)
+    assert cluster.server.get("apps/v1", "deployments", "activator", "knative-serving") is not None
+    addon.disable(cluster.config(), QUIET)
+    left = [str(ref_of(o)) for o in rendered_objects(cluster) if stored(cluster, o) is not None]
+    assert not left
+
+
+def test_webhook_not_ready_at_first(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(controller=FakeController(endpoints_after_lists=3))
+    addon.enable(cluster.config(), QUIET)
+    requests = cluster.server.requests
+    lists = [i for i, r in enumerate(requests) if r.method == "GET" and r.path.endswith("/endpointslices")]
+    assert len(lists) >= 4  # three answered "no endpoints", the fourth saw the webhook ready
+    patch = next(i for i, r in enumerate(requests)
+                 if r.method == "PATCH" and r.path.endswith("/configmaps/config-network")
+                 and r.content_type == "application/merge-patch+json")
+    assert patch > lists[-1]
+
+
+def test_old_server_is_refused_before_any_write(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(version="1.31.4")
+    with pytest.raises(PermanentError, match="too old"):
+        addon.enable(cluster.config(), QUIET)
+    assert cluster.server.writes() == []
+    assert not cluster.marker.exists()
+
+
+def test_server_at_1_33_gets_knative_1_21(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(version="1.33.5")
+    outcome = addon.enable(cluster.config(), QUIET)
+    assert outcome.release is not None and outcome.release.line == "1.21"
+    dep = cluster.server.get("apps/v1", "deployments", "controller", "knative-serving")
+    assert dep is not None and dep["metadata"]["labels"]["app.kubernetes.io/version"] == "1.21.3"
+    gw = cluster.server.get("apps/v1", "deployments", "3scale-kourier-gateway", "kourier-system")
+    assert gw is not None
+    assert gw["spec"]["template"]["spec"]["containers"][0]["image"] == "docker.io/envoyproxy/envoy:v1.36.0"
+
+
+def test_foreign_knative_is_not_taken_over(cluster: Cluster) -> None:
+    cluster.server.put_object("v1", "namespaces", {
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "knative-serving"}})
+    cluster.server.reset_requests()
+    with pytest.raises(ConfigError, match="not by hybrid-knative"):
+        addon.enable(cluster.config(), QUIET)
+    assert cluster.server.writes() == []
+    addon.enable(cluster.config(adopt=True), QUIET)
+    assert cluster.marker.is_file()
+
+
+def test_health_after_enable(cluster: Cluster) -> None:
+    addon.enable(cluster.config(), QUIET)
+    health = addon.health(cluster.config())
+    assert health.enabled and health.healthy and health.release == "1.23"
+    assert {c.name for c in health.components} >= {"knative-serving/webhook", "kourier-system/3scale-kourier-gateway"}
+    cluster.server.set_status("apps/v1", "deployments", "webhook", "knative-serving", {
+        "conditions": [{"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable"}]})
+    cluster.controller.never_ready.add("webhook")
+    health = addon.health(cluster.config())
+    assert not health.healthy
+    bad = [c for c in health.components if not c.ready]
+    assert [c.name for c in bad] == ["knative-serving/webhook"]
+    assert "MinimumReplicasUnavailable" in bad[0].detail
