@@ -62,15 +62,17 @@ class SnapPaths:
 
     @classmethod
     def from_environ(cls, environ: dict[str, str]) -> SnapPaths:
-        """Read the MicroK8s snap paths; ignores the variables of another snap (e.g. our own)."""
+        """MicroK8s's paths: the addon shim's HYBRID_KNATIVE_MICROK8S_* first (they survive `snap run`
+        of our own snap), then SNAP* when they are MicroK8s's, else the microk8s snap's defaults."""
         default = cls()
-        if environ.get("SNAP_NAME", "microk8s") != "microk8s":
-            return default
-        return cls(
-            snap=Path(environ.get("SNAP", default.snap)),
-            snap_data=Path(environ.get("SNAP_DATA", default.snap_data)),
-            snap_common=Path(environ.get("SNAP_COMMON", default.snap_common)),
-        )
+        own = environ.get("SNAP_NAME", "microk8s") == "microk8s"
+
+        def pick(name: str, fallback: Path) -> Path:
+            value = environ.get(f"HYBRID_KNATIVE_MICROK8S_{name}") or (environ.get(name) if own else None)
+            return Path(value) if value else fallback
+
+        return cls(snap=pick("SNAP", default.snap), snap_data=pick("SNAP_DATA", default.snap_data),
+                   snap_common=pick("SNAP_COMMON", default.snap_common))
 
 
 def parse_release(text: str) -> str:

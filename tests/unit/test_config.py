@@ -57,3 +57,7 @@ def test_snap_paths_follow_microk8s_env_only() -> None:
     # our own snap's variables are not MicroK8s's: fall back to MicroK8s's default paths
     other = SnapPaths.from_environ({**env, "SNAP_NAME": "hybrid-knative"})
     assert other.kubeconfig == Path("/var/snap/microk8s/current/credentials/client.config")
+    # the addon shim passes MicroK8s's paths on explicitly; they win over anything else
+    shim = SnapPaths.from_environ({**env, "SNAP_NAME": "hybrid-knative", "HYBRID_KNATIVE_MICROK8S_SNAP_DATA": "/m"})
+    assert shim.marker == Path("/m/var/lock/hybrid-knative.enabled")
+    assert shim.snap_common == Path("/var/snap/microk8s/common")
