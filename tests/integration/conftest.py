@@ -28,9 +28,10 @@ class Cluster:
         values.update(overrides)
         return Config(**values)  # type: ignore[arg-type]
 
-    def cli_args(self) -> list[str]:
-        return ["--kubeconfig", str(self.kubeconfig), "--state-dir", str(self.state_dir),
-                "--poll-interval", "0.001", "--timeout", "5", "--offline"]
+    def cli_args(self, *, install: bool = True) -> list[str]:
+        args = ["--kubeconfig", str(self.kubeconfig), "--state-dir", str(self.state_dir),
+                "--poll-interval", "0.001", "--timeout", "5"]
+        return [*args, "--offline"] if install else args
 
 
 @pytest.fixture

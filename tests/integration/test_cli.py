@@ -39,7 +39,7 @@ def test_enable_status_disable_through_the_cli(cluster: Cluster) -> None:
     assert "enabled: yes" in out and "knative-serving/activator" in out
     code, out = run("enable", *cluster.cli_args())
     assert code == 0 and "(0 writes)" in out
-    code, out = run("disable", *cluster.cli_args())
+    code, out = run("disable", *cluster.cli_args(install=False))
     assert code == 0, out
     code, out = run("status", "--kubeconfig", str(cluster.kubeconfig), "--state-dir", str(cluster.state_dir))
     assert code == 3 and "enabled: no" in out
@@ -48,7 +48,7 @@ def test_enable_status_disable_through_the_cli(cluster: Cluster) -> None:
 def test_unknown_flag(cluster: Cluster) -> None:
     code, out = run("enable", "--no-such-flag", *cluster.cli_args())
     assert code == 2
-    assert "No such option: --no-such-flag" in out
+    assert "No such option" in out and "--no-such-flag" in out
     assert cluster.server.writes() == []
 
 

@@ -116,17 +116,18 @@ class KubeApi:
         return str(api_info(res).plural), issubclass(res, NamespacedResource)
 
     def resource(self, api_version: str, kind: str) -> Any:
+        try:
+            return resource_registry.load(api_version, kind)
+        except LoadResourceError:
+            pass
         key = (api_version, kind)
         if key in self._crd_kinds:
             plural, namespaced = self._crd_kinds[key]
             group, _, version = api_version.rpartition("/")
             factory = create_namespaced_resource if namespaced else create_global_resource
             return factory(group, version, kind, plural)
-        try:
-            return resource_registry.load(api_version, kind)
-        except LoadResourceError:
-            raise PermanentError(f"unknown kind {kind} ({api_version})",
-                                 details="it is neither built into Kubernetes nor served by a CRD we install") from None
+        raise PermanentError(f"unknown kind {kind} ({api_version})",
+                             details="it is neither built into Kubernetes nor served by a CRD we install")
 
     # --- verbs -----------------------------------------------------------------------------------
 
