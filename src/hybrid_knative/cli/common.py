@@ -1,0 +1,119 @@
+"""Options and error handling shared by every command module of the CLI."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from hybrid_knative.config import Config, KubeVersion, SnapPaths, parse_release
+from hybrid_knative.errors import ConfigError, HybridError
+from hybrid_knative.progress import Status
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EPILOG = (
+    "Under MicroK8s use `microk8s enable hybrid-knative [OPTIONS]`; MicroK8s swallows --help there, "
+    "so use `microk8s enable hybrid-knative --usage`."
+)
+
+
+def _state_default() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "hybrid-knative"
+
+
+def verbosity_options(fn: F) -> F:
+    fn = click.option("-q", "--quiet", is_flag=True, help="Only print errors and results.")(fn)
+    fn = click.option("-v", "--verbose", count=True, help="More detail (each object; tracebacks on errors).")(fn)
+    return fn
+
+
+def cluster_options(fn: F) -> F:
+    fn = click.option("--kubeconfig", type=click.Path(path_type=Path, dir_okay=False),
+                      help="Kubeconfig file. Default: MicroK8s's ($SNAP_DATA/credentials/client.config).")(fn)
+    fn = click.option("--context", help="Kubeconfig context. Default: the file's current context.")(fn)
+    fn = click.option("--state-dir", type=click.Path(path_type=Path, file_okay=False),
+                      help="Where the install record is kept. Default: $SNAP_COMMON/hybrid-knative/state "
+                      "under MicroK8s, else ~/.local/state/hybrid-knative.")(fn)
+    fn = click.option("--timeout", "wait_timeout", type=click.FloatRange(1, 86400), default=600, show_default=True,
+                      help="Seconds to wait for each group of objects to become ready.")(fn)
+    fn = click.option("--poll-interval", type=click.FloatRange(0.001, 60), default=1.0, hidden=True)(fn)
+    return fn
+
+
+def install_options(fn: F) -> F:
+    fn = click.option("--knative", callback=release_option, help="Knative release line (e.g. 1.23). "
+                      "Default: the newest the cluster's Kubernetes supports.")(fn)
+    fn = click.option("--upstream-dir", "upstream_dirs", multiple=True,
+                      type=click.Path(path_type=Path, file_okay=False),
+                      help="Look for the pinned upstream release files here first (e.g. a mirror). Repeatable.")(fn)
+    fn = click.option("--offline", is_flag=True, help="Never download upstream files; use vendored copies only.")(fn)
+    return fn
+
+
+def release_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return parse_release(value)
+    except ConfigError as exc:
+        raise click.BadParameter(exc.brief) from None
+
+
+def kube_version_option(ctx: click.Context, param: click.Parameter, value: str | None) -> KubeVersion | None:
+    if value is None:
+        return None
+    try:
+        return KubeVersion.parse(value)
+    except ConfigError as exc:
+        raise click.BadParameter(exc.brief) from None
+
+
+def make_status(verbose: int, quiet: bool) -> Status:
+    return Status(verbosity=-1 if quiet else verbose)
+
+
+def build_config(*, kubeconfig: Path | None, context: str | None, state_dir: Path | None,
+                 wait_timeout: float, poll_interval: float, **extra: Any) -> Config:
+    snap = SnapPaths.from_environ(dict(os.environ))
+    uses_microk8s = kubeconfig is None
+    if state_dir is None:
+        state_dir = snap.state_dir if uses_microk8s else _state_default()
+    marker = None if uses_microk8s else state_dir / "hybrid-knative.enabled"
+    return Config(kubeconfig=kubeconfig, context=context, snap=snap, state_dir=state_dir, marker=marker,
+                  wait_timeout=wait_timeout, poll_interval=poll_interval, **extra)
+
+
+def handle_errors(fn: F) -> F:
+    """One clear error (brief, details, resolution) and the right exit code; traceback only with -v."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        verbose = kwargs.get("verbose", 0)
+        try:
+            return fn(*args, **kwargs)
+        except HybridError as exc:
+            if verbose:
+                traceback.print_exc()
+            click.echo(f"Error: {exc.brief}", err=True)
+            if exc.details:
+                click.echo(indent(exc.details), err=True)
+            if exc.resolution:
+                click.echo(f"What to do: {exc.resolution}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Interrupted. Re-run the same command to continue where it stopped.", err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def indent(text: str) -> str:
+    return "\n".join(f"  {line}" for line in text.splitlines())
