@@ -8,17 +8,22 @@ from pathlib import Path
 
 import yaml
 
+from hybrid_knative.airgap.bundle import read_manifest as read_bundle_manifest
+from hybrid_knative.airgap.bundle import unpack as unpack_bundle
 from hybrid_knative.catalog import Catalog, Release, load_catalog
 from hybrid_knative.config import Config, KubeVersion
 from hybrid_knative.errors import ConfigError
 from hybrid_knative.install.context import Context, RenderContext
 from hybrid_knative.install.plan import RenderedStep, plan, render_plan
 from hybrid_knative.install.record import Record, record_path
+from hybrid_knative.install.undo_dns import undo_dns
+from hybrid_knative.install.steps import verify_smoke_service
 from hybrid_knative.kube import ready
 from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.objects import ObjectRef
 from hybrid_knative.kube.wait import WaitPolicy, WaitStats, retry, wait_all
 from hybrid_knative.progress import Status
+from hybrid_knative.system.http import HostProbes
 from hybrid_knative.system.runner import Runner
 from hybrid_knative.upstream import PACKAGE_VENDOR_DIR, UpstreamStore, http_fetch
 
@@ -33,9 +38,14 @@ class Outcome:
     written: int = 0
     stats: WaitStats = dataclasses.field(default_factory=WaitStats)
     kube: KubeApi | None = None
+    smoke_url: str | None = None  # the verified smoke service's URL (enable with verify)
 
 
 def _store(config: Config) -> UpstreamStore:
+    if config.bundle is not None:  # air-gap: the bundle's verified files first, and never the network
+        bundle_dir = unpack_bundle(config.bundle, config.effective_state_dir / "bundles").upstream_dir
+        return UpstreamStore(search_dirs=(bundle_dir, *config.upstream_dirs, PACKAGE_VENDOR_DIR),
+                             cache_dir=config.effective_state_dir / "upstream-cache", fetch=None)
     return UpstreamStore(
         search_dirs=(*config.upstream_dirs, PACKAGE_VENDOR_DIR),
         cache_dir=config.effective_state_dir / "upstream-cache",
@@ -53,7 +63,11 @@ def connect(config: Config) -> KubeApi:
 
 
 def choose_release(catalog: Catalog, version: KubeVersion, config: Config, status: Status) -> Release:
-    release = catalog.choose(version, config.knative)
+    requested = config.knative
+    if requested is None and config.bundle is not None:  # the release line the bundle carries
+        lines = read_bundle_manifest(config.bundle).knative
+        requested = lines[0] if len(lines) == 1 else None
+    release = catalog.choose(version, requested)
     if (version.major, version.minor) > (catalog.max_tested_kubernetes.major, catalog.max_tested_kubernetes.minor):
         status.warn(f"Kubernetes {version.minor_version} is newer than the newest tested "
                     f"({catalog.max_tested_kubernetes.minor_version}); installing Knative {release.line}")
@@ -84,7 +98,8 @@ def _record(config: Config, kube: KubeApi) -> Record:
     return Record.load(path, server=kube.server)
 
 
-def enable(config: Config, status: Status, *, kube: KubeApi | None = None) -> Outcome:
+def enable(config: Config, status: Status, *, kube: KubeApi | None = None, probes: HostProbes | None = None,
+           runner: Runner | None = None) -> Outcome:
     kube = kube or connect(config)
     version = kube.server_version()  # read-only preflight: nothing is written before this passes
     status.detail(f"API server {kube.server} runs Kubernetes {version}")
@@ -96,20 +111,23 @@ def enable(config: Config, status: Status, *, kube: KubeApi | None = None) -> Ou
     for r in rendered:  # CRD kinds must be known before their objects can be applied
         kube.register_crds(o for o in r.objects if o["kind"] == "CustomResourceDefinition")
     ctx = Context(render=RenderContext(config=config, release=release, kube_version=version, store=_store(config)),
-                  kube=kube, record=record, status=status, runner=Runner(), waits=_policy(config))
+                  kube=kube, record=record, status=status, runner=runner or Runner(), waits=_policy(config),
+                  probes=probes or HostProbes())
     writes_before = kube.counters.writes
     for r in rendered:
         with status.step(r.step.title):
             r.step.run(ctx, r.objects)
-    return Outcome(release=release, written=kube.counters.writes - writes_before, stats=ctx.stats, kube=kube)
+    return Outcome(release=release, written=kube.counters.writes - writes_before, stats=ctx.stats, kube=kube,
+                   smoke_url=verify_smoke_service.smoke_url(kube) if config.verify else None)
 
 
-def disable(config: Config, status: Status, *, kube: KubeApi | None = None) -> Outcome:
+def disable(config: Config, status: Status, *, kube: KubeApi | None = None, runner: Runner | None = None) -> Outcome:
     marker = config.effective_marker
     with status.step("Mark hybrid-knative disabled"):
         marker.unlink(missing_ok=True)  # first: MicroK8s must never see "enabled" while we tear down
     kube = kube or connect(config)
     record = _record(config, kube)
+    undo_dns(kube, record.path, status, runner=runner or Runner(), policy=_policy(config), stats=WaitStats())
     if not len(record):
         status.info("Nothing recorded for this cluster: nothing to remove")
         return Outcome(kube=kube)
@@ -117,6 +135,15 @@ def disable(config: Config, status: Status, *, kube: KubeApi | None = None) -> O
     stats = WaitStats()
     entries = record.delete_order()
     writes_before = kube.counters.writes
+    if record.undos:
+        with status.step(f"Take back {len(record.undos)} changes to objects hybrid-knative does not own"):
+            for undo in record.undos:
+                kube.register_kind(undo.ref.api_version, undo.ref.kind, undo.plural, namespaced=undo.namespaced)
+                if kube.get(undo.ref) is not None:
+                    retry(lambda u=undo: kube.merge_patch(u.ref, u.patch), policy=policy,  # type: ignore[misc]
+                          what=f"restore {undo.ref} ({undo.key})", stats=stats)
+                record.remove_undo(undo.ref, undo.key)
+                status.detail(f"restored {undo.ref} ({undo.key})")
     with status.step(f"Remove {len(entries)} objects hybrid-knative created"):
         awaited: list[ObjectRef] = []
         for index, entry in enumerate(entries, start=1):

@@ -10,8 +10,21 @@ from hybrid_knative.install.record import Record
 from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.wait import WaitPolicy, WaitStats
 from hybrid_knative.progress import Status
+from hybrid_knative.system.gpu import GpuReport
+from hybrid_knative.system.http import HostProbes
 from hybrid_knative.system.runner import Runner
 from hybrid_knative.upstream import UpstreamStore
+
+
+@dataclasses.dataclass(frozen=True)
+class HostFacts:
+    """What read-only preflight probes found on this host (inputs to planning, never re-probed by steps).
+
+    Add a field per probe; keep defaults so that `plan` without a host (a dry run) works.
+    """
+
+    gpu: GpuReport | None = None
+    node_name: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,6 +35,7 @@ class RenderContext:
     release: Release
     kube_version: KubeVersion
     store: UpstreamStore
+    host: HostFacts = dataclasses.field(default_factory=HostFacts)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +47,7 @@ class Context:
     runner: Runner
     waits: WaitPolicy
     stats: WaitStats = dataclasses.field(default_factory=WaitStats)
+    probes: HostProbes = dataclasses.field(default_factory=HostProbes)  # host-side DNS + HTTP (verify)
 
     @property
     def config(self) -> Config:
