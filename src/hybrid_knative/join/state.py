@@ -1,0 +1,287 @@
+"""The hub's state: tokens (hashed), enrolments and the audit log. Survives restarts.
+
+One JSON file (0600, atomic writes) guarded by an advisory lock, so the CLI (`token create`,
+`nodes approve`) and a running hub can change it at the same time. The audit log is JSON lines
+(0600). Neither ever holds a token secret or a MicroK8s join URL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import fcntl
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from hybrid_knative.errors import ConfigError, PermanentError
+from hybrid_knative.join.enrolment import SECRET_HEX, TOKEN_ID_HEX, Token
+from hybrid_knative.system.files import atomic_write
+
+SCHEMA = 1
+MAX_AUDIT_BYTES = 4 * 1024 * 1024
+Clock = Callable[[], float]
+
+EnrolmentState = Literal["pending", "approved", "issued", "joined"]
+RefusalReason = Literal["unknown", "wrong-secret", "expired", "used-up", "revoked"]
+
+_LABEL_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+_RESERVED_PREFIXES = ("kubernetes.io", "k8s.io", "hybrid-knative.io")
+_ENROLMENT_ID = re.compile(r"^[0-9a-f]{12}$")
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode("ascii")).hexdigest()
+
+
+def validate_label(key: str, value: str) -> None:
+    """Kubernetes label syntax; the prefixes Kubernetes and hybrid-knative manage are refused."""
+    prefix, slash, name = key.rpartition("/")
+    if (slash and (not prefix or len(prefix) > 253 or not _LABEL_PREFIX.match(prefix))) \
+            or not name or len(name) > 63 or not _LABEL_NAME.match(name):
+        raise ConfigError(f"invalid label key {key[:100]!r}",
+                          resolution="use [prefix/]name with letters, digits, '-', '_', '.' (name ≤ 63)")
+    if slash and any(prefix == p or prefix.endswith("." + p) for p in _RESERVED_PREFIXES):
+        raise ConfigError(f"label key {key!r} uses a reserved prefix",
+                          resolution="kubernetes.io, k8s.io and hybrid-knative.io labels are set by the system")
+    if len(value) > 63 or not _LABEL_VALUE.match(value):
+        raise ConfigError(f"invalid label value {value[:100]!r} for {key}",
+                          resolution="at most 63 letters, digits, '-', '_', '.'; start and end alphanumeric")
+
+
+def parse_labels(items: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """``k=v`` items (also comma-separated) → a validated dict."""
+    labels: dict[str, str] = {}
+    for item in items:
+        for part in (p for p in item.split(",") if p.strip()):
+            key, eq, value = part.strip().partition("=")
+            if not eq:
+                raise ConfigError(f"label {part!r} is not KEY=VALUE")
+            validate_label(key, value)
+            labels[key] = value
+    return labels
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenInfo:
+    token_id: str
+    created: float
+    expires: float | None
+    max_uses: int | None
+    uses: int
+    revoked: bool
+    approval: bool
+    labels: Mapping[str, str]
+    description: str
+
+    def status(self, now: float) -> str:
+        if self.revoked:
+            return "revoked"
+        if self.expires is not None and now >= self.expires:
+            return "expired"
+        if self.max_uses is not None and self.uses >= self.max_uses:
+            return "used-up"
+        return "valid"
+
+
+@dataclasses.dataclass(frozen=True)
+class EnrolmentInfo:
+    enrolment_id: str
+    token_id: str
+    machine_id: str
+    node_name: str
+    arch: str
+    state: EnrolmentState
+    source: str
+    created: float
+    updated: float
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+
+
+def _token_info(data: Mapping[str, Any]) -> TokenInfo:
+    return TokenInfo(token_id=data["id"], created=data["created"], expires=data.get("expires"),
+                     max_uses=data.get("max_uses"), uses=data.get("uses", 0), revoked=bool(data.get("revoked")),
+                     approval=bool(data.get("approval")), labels=dict(data.get("labels") or {}),
+                     description=str(data.get("description") or ""))
+
+
+def _enrolment_info(data: Mapping[str, Any]) -> EnrolmentInfo:
+    return EnrolmentInfo(enrolment_id=data["id"], token_id=data["token_id"], machine_id=data["machine_id"],
+                         node_name=data["node_name"], arch=data["arch"], state=data["state"],
+                         source=data.get("source", ""), created=data["created"], updated=data["updated"],
+                         labels=dict(data.get("labels") or {}), annotations=dict(data.get("annotations") or {}))
+
+
+class HubState:
+    """Transactions on the state file; every method is safe across threads and processes."""
+
+    def __init__(self, folder: Path, *, clock: Clock = time.time) -> None:
+        self.folder = folder
+        self.path = folder / "state.json"
+        self.audit_path = folder / "audit.jsonl"
+        self._lock_path = folder / "state.lock"
+        self._thread_lock = threading.RLock()
+        self.clock = clock
+        self._dummy_hash = hash_secret(secrets.token_hex(SECRET_HEX // 2))
+
+    # --- storage -------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        with self._thread_lock:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            raw = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {"schema": SCHEMA, "tokens": {}, "enrolments": {}}
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+                raise ValueError("unknown schema")
+        except ValueError as exc:
+            raise PermanentError(f"the hub state file {self.path} is damaged: {exc}",
+                                 resolution="restore it from a backup (tokens and enrolments are kept there)") from None
+        data.setdefault("tokens", {})
+        data.setdefault("enrolments", {})
+        return data
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[dict[str, Any]]:
+        with self._locked():
+            data = self._load()
+            before = copy.deepcopy(data)
+            yield data
+            if data != before:
+                atomic_write(self.path, json.dumps(data, indent=1, sort_keys=True) + "\n", mode=0o600)
+
+    def read(self) -> dict[str, Any]:
+        with self._locked():
+            return self._load()
+
+    def audit(self, event: str, **fields: Any) -> None:
+        """Append one audit record (never a secret: callers pass ids, reasons and addresses only)."""
+        record = {"time": round(self.clock(), 3), "event": event, **fields}
+        line = json.dumps(record, sort_keys=True) + "\n"
+        with self._locked():
+            if self.audit_path.exists() and self.audit_path.stat().st_size > MAX_AUDIT_BYTES:
+                os.replace(self.audit_path, self.audit_path.with_suffix(".jsonl.1"))
+            fd = os.open(self.audit_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+            try:
+                os.write(fd, line.encode("utf-8"))
+            finally:
+                os.close(fd)
+
+    def audit_records(self) -> list[dict[str, Any]]:
+        try:
+            text = self.audit_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    # --- tokens ----------------------------------------------------------------------------------
+
+    def create_token(self, *, ttl: float | None, max_uses: int | None, labels: Mapping[str, str],
+                     approval: bool = False, description: str = "", now: float | None = None) -> Token:
+        if ttl is not None and ttl <= 0:
+            raise ConfigError("the token lifetime must be positive")
+        if max_uses is not None and max_uses < 1:
+            raise ConfigError("the token must allow at least one use")
+        for key, value in labels.items():
+            validate_label(key, value)
+        created = self.clock() if now is None else now
+        token = Token(secrets.token_hex(TOKEN_ID_HEX // 2), secrets.token_hex(SECRET_HEX // 2))
+        with self.transaction() as data:
+            data["tokens"][token.token_id] = {
+                "id": token.token_id, "hash": hash_secret(token.secret), "created": created,
+                "expires": None if ttl is None else created + ttl, "max_uses": max_uses, "uses": 0,
+                "revoked": False, "approval": approval, "labels": dict(labels), "description": description[:200],
+            }
+        self.audit("token-created", token_id=token.token_id, max_uses=max_uses, ttl=ttl, approval=approval)
+        return token
+
+    def tokens(self) -> list[TokenInfo]:
+        data = self.read()
+        return sorted((_token_info(t) for t in data["tokens"].values()), key=lambda t: t.created)
+
+    def revoke_token(self, token_id: str) -> TokenInfo:
+        with self.transaction() as data:
+            record = data["tokens"].get(token_id)
+            if record is None:
+                raise ConfigError(f"no token with id {token_id[:40]!r}", resolution="see `hybrid-knative token list`")
+            record["revoked"] = True
+            info = _token_info(record)
+        self.audit("token-revoked", token_id=token_id)
+        return info
+
+    def check_token(self, data: Mapping[str, Any], token: Token, now: float) -> RefusalReason | None:
+        """None when the token may be used now; else why not. Constant-time in the secret."""
+        record = data["tokens"].get(token.token_id)
+        expected = record["hash"] if record is not None else self._dummy_hash
+        matches = hmac.compare_digest(expected, hash_secret(token.secret))
+        if record is None:
+            return "unknown"
+        if not matches:
+            return "wrong-secret"
+        status = _token_info(record).status(now)
+        return None if status == "valid" else status  # type: ignore[return-value]
+
+    def hub_proof_key(self, token_id: str) -> bytes:
+        """Key the hub proves token knowledge with (the stored hash; a random key for unknown ids)."""
+        data = self.read()
+        record = data["tokens"].get(token_id)
+        digest = record["hash"] if record is not None else hmac.new(
+            self._dummy_hash.encode(), token_id.encode("utf-8", "replace"), hashlib.sha256).hexdigest()
+        return bytes.fromhex(digest)
+
+    # --- enrolments ------------------------------------------------------------------------------
+
+    def enrolments(self) -> list[EnrolmentInfo]:
+        data = self.read()
+        return sorted((_enrolment_info(e) for e in data["enrolments"].values()), key=lambda e: e.created)
+
+    def enrolment(self, enrolment_id: str) -> EnrolmentInfo | None:
+        record = self.read()["enrolments"].get(enrolment_id)
+        return _enrolment_info(record) if record is not None else None
+
+    def approve(self, enrolment_id: str) -> EnrolmentInfo:
+        if not _ENROLMENT_ID.match(enrolment_id):
+            raise ConfigError(f"not an enrolment id: {enrolment_id[:40]!r}",
+                              resolution="use an ID from `hybrid-knative nodes list` (12 hex characters)")
+        with self.transaction() as data:
+            record = data["enrolments"].get(enrolment_id)
+            if record is None:
+                raise ConfigError(f"no enrolment {enrolment_id}", resolution="see `hybrid-knative nodes list`")
+            if record["state"] == "pending":
+                record["state"] = "approved"
+                record["updated"] = self.clock()
+            info = _enrolment_info(record)
+        self.audit("enrolment-approved", enrolment_id=enrolment_id, token_id=info.token_id, node=info.node_name)
+        return info
+
+    def set_enrolment_state(self, enrolment_id: str, state: EnrolmentState, **extra: Any) -> None:
+        with self.transaction() as data:
+            record = data["enrolments"].get(enrolment_id)
+            if record is not None:
+                record["state"] = state
+                record["updated"] = self.clock()
+                record.update(extra)
