@@ -1,0 +1,1 @@
+"""Air-gap: image lists derived from rendered objects, bundle create / verify / import (DESIGN.md)."""

@@ -1,0 +1,508 @@
+"""The air-gap bundle: one tar holding ONE OCI layout (shared blobs stored once), the pinned upstream
+files, and ``bundle.json`` (versions, images → digests per platform, sha256 + size of every entry).
+
+Layout inside the tar (``bundle.json`` always first, so a reader knows what to expect)::
+
+    bundle.json
+    oci/oci-layout  oci/index.json  oci/blobs/sha256/<hex>…
+    upstream/<component>/<version>/<file>…
+
+Every image keeps its upstream index and ALL the platforms upstream publishes: manifests reference
+Knative images by index digest, so pruning the index would change that digest, and containerd's
+``import --all-platforms`` (the only mode that keeps more than the host's platform) refuses an index
+whose platforms are not all present. ``--arch`` guarantees that the requested platforms exist.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+from hybrid_knative import __version__
+from hybrid_knative.airgap import oci
+from hybrid_knative.airgap.images import ImageRef
+from hybrid_knative.errors import ConfigError, IntegrityError, PermanentError
+from hybrid_knative.progress import Status
+from hybrid_knative.system.runner import Runner
+
+FORMAT = "hybrid-knative-bundle/1"
+MANIFEST = "bundle.json"
+OCI_DIR = "oci"
+UPSTREAM_DIR = "upstream"
+KNOWN_ARCHES = ("amd64", "arm64", "arm", "ppc64le", "s390x", "riscv64")
+_HEX = re.compile(r"^[0-9a-f]{64}$")
+_CHUNK = 1 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class FileEntry:
+    sha256: str
+    size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class BundleImage:
+    name: str  # the reference exactly as the rendered objects use it (containerd image name)
+    ref_name: str  # its name inside the OCI layout
+    source: str  # where it was pulled from
+    digest: str  # what the reference resolved to (floating tags: recorded here)
+    media_type: str
+    platforms: dict[str, str]  # os/arch[/variant] -> manifest digest
+
+
+@dataclasses.dataclass(frozen=True)
+class BundleManifest:
+    knative: tuple[str, ...]
+    components: dict[str, str]
+    arches: tuple[str, ...]
+    images: tuple[BundleImage, ...]
+    files: dict[str, FileEntry]  # every tar entry except bundle.json
+    manifests: tuple[str, ...] = ()  # digests of manifest/index blobs (small; read during verify)
+    created_by: str = f"hybrid-knative {__version__}"
+
+    def to_json(self) -> bytes:
+        doc = {"format": FORMAT, **dataclasses.asdict(self)}
+        return json.dumps(doc, indent=1, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes, *, source: str) -> BundleManifest:
+        def bad(why: str) -> ConfigError:
+            return ConfigError(f"not a hybrid-knative bundle: {source}", details=why,
+                               resolution="pass a file made by `hybrid-knative bundle create`")
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            raise bad("bundle.json is not valid JSON") from None
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise bad(f"unsupported bundle format {doc.get('format') if isinstance(doc, dict) else None!r}; "
+                      f"this hybrid-knative reads {FORMAT}")
+        try:
+            files = {str(k): FileEntry(str(v["sha256"]), int(v["size"])) for k, v in doc["files"].items()}
+            images = tuple(BundleImage(name=str(i["name"]), ref_name=str(i["ref_name"]), source=str(i["source"]),
+                                       digest=str(i["digest"]), media_type=str(i["media_type"]),
+                                       platforms={str(k): str(v) for k, v in i["platforms"].items()})
+                           for i in doc["images"])
+            manifest = cls(knative=tuple(doc["knative"]), components=dict(doc["components"]),
+                           arches=tuple(doc["arches"]), images=images, files=files,
+                           manifests=tuple(doc.get("manifests") or ()), created_by=str(doc.get("created_by", "")))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise bad(f"bundle.json is malformed: {exc!r}") from None
+        for name, entry in files.items():
+            _check_entry_name(name, bad)
+            if not _HEX.match(entry.sha256) or entry.size < 0:
+                raise bad(f"bundle.json has an invalid checksum for {name}")
+            if name.startswith(f"{OCI_DIR}/blobs/sha256/") and name.rsplit("/", 1)[1] != entry.sha256:
+                raise bad(f"bundle.json: blob {name} is listed with another digest ({entry.sha256})")
+        return manifest
+
+    def blob_names(self) -> set[str]:
+        return {n for n in self.files if n.startswith(f"{OCI_DIR}/blobs/")}
+
+    @property
+    def upstream_paths(self) -> list[str]:
+        return sorted(n[len(UPSTREAM_DIR) + 1:] for n in self.files if n.startswith(f"{UPSTREAM_DIR}/"))
+
+    @property
+    def bundle_id(self) -> str:
+        return hashlib.sha256(self.to_json()).hexdigest()
+
+
+def _check_entry_name(name: str, bad: Callable[[str], ConfigError]) -> None:
+    path = PurePosixPath(name)
+    if path.is_absolute() or ".." in path.parts or name != str(path) or \
+            path.parts[0] not in (OCI_DIR, UPSTREAM_DIR) or "\\" in name:
+        raise bad(f"unsafe or unexpected entry name {name!r}")
+
+
+# --- create -----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """Where images are pulled from: their own registries, a mirror host (``--source-registry``),
+    and/or a registries.conf (containers-registries.conf(5) mirrors)."""
+
+    registry: str | None = None  # host[:port][/prefix]; replaces each image's registry host
+    insecure: bool = False  # plain HTTP / no TLS verification (only with an explicit http:// URL)
+    registries_conf: Path | None = None
+
+    @classmethod
+    def parse(cls, url: str | None, registries_conf: Path | None = None) -> Source:
+        if registries_conf is not None and not registries_conf.is_file():
+            raise ConfigError(f"registries.conf not found: {registries_conf}",
+                              resolution="pass --registries-conf with an existing file")
+        if url is None:
+            return cls(registries_conf=registries_conf)
+        insecure = url.startswith("http://")
+        host = url.removeprefix("http://").removeprefix("https://").rstrip("/")
+        if not re.match(r"^[A-Za-z0-9.-]+(:\d{1,5})?(/[a-z0-9._/-]+)?$", host):
+            raise ConfigError(f"not a registry URL: {url!r}",
+                              resolution="use HOST[:PORT][/PREFIX], e.g. mirror.example:5000 "
+                              "(http://HOST:PORT for a plain-HTTP registry)")
+        return cls(registry=host, insecure=insecure, registries_conf=registries_conf)
+
+    def location(self, image: ImageRef) -> str:
+        ref = image if self.registry is None else image.with_registry(self.registry)
+        return f"docker://{ref}"
+
+
+def layout_ref_name(image: ImageRef) -> str:
+    """A name valid in an OCI layout (no '@'): the repository plus the tag, or ``sha256-<hex>``."""
+    suffix = image.digest.replace(":", "-") if image.digest else (image.tag or "latest")
+    return f"{image.repository}:{suffix}"
+
+
+def check_arches(arches: Sequence[str]) -> tuple[str, ...]:
+    if not arches:
+        raise ConfigError("no architecture requested", resolution=f"pass --arch with some of {', '.join(KNOWN_ARCHES)}")
+    unknown = [a for a in arches if a not in KNOWN_ARCHES]
+    if unknown:
+        raise ConfigError(f"unknown architecture {unknown[0]!r}",
+                          resolution=f"choose from {', '.join(KNOWN_ARCHES)} (e.g. --arch amd64,arm64)")
+    return tuple(dict.fromkeys(arches))
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def _dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def create(output: Path, images: Sequence[ImageRef], *, arches: Sequence[str], upstream: Sequence[tuple[str, Path]],
+           knative: Sequence[str], components: dict[str, str], source: Source, runner: Runner,
+           status: Status, clock: Callable[[], float] = time.monotonic) -> BundleManifest:
+    """Pull ``images`` into one OCI layout, add ``upstream`` files (relative path, local file), write the tar
+    atomically at ``output``. Nothing is left at ``output`` (or beside it) on failure."""
+    arches = check_arches(arches)
+    if not images:
+        raise ConfigError("no images to bundle")
+    if output.is_dir():
+        raise ConfigError(f"{output} is a folder", resolution="pass -o with a file name, e.g. site.bundle")
+    if not output.parent.is_dir():
+        raise ConfigError(f"folder not found: {output.parent}", resolution="create it first, or choose another -o")
+    work = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    try:
+        layout = work / OCI_DIR
+        records = _pull(layout, images, arches, source, runner, status, clock)
+        manifests = _annotate_and_walk(layout, records)
+        with status.step(f"Add {len(upstream)} pinned upstream files"):
+            for rel, path in upstream:
+                dest = work / UPSTREAM_DIR / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, dest)
+        files = {str(p.relative_to(work).as_posix()): FileEntry(_sha256(p), p.stat().st_size)
+                 for p in sorted(work.rglob("*")) if p.is_file()}
+        manifest = BundleManifest(knative=tuple(knative), components=dict(components), arches=arches,
+                                  images=tuple(records), files=files, manifests=tuple(sorted(manifests)))
+        with status.step(f"Write {output.name} ({_human(_dir_size(work))})"):
+            _pack(work, manifest, output)
+        return manifest
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _pull(layout: Path, images: Sequence[ImageRef], arches: tuple[str, ...], source: Source, runner: Runner,
+          status: Status, clock: Callable[[], float]) -> list[BundleImage]:
+    records: list[BundleImage] = []
+    started = clock()
+    with status.step(f"Pull {len(images)} images for {', '.join(arches)} into one OCI layout"):
+        for index, image in enumerate(images, start=1):
+            ref_name = layout_ref_name(image)
+            argv: list[str | Path] = ["skopeo"]
+            if source.registries_conf is not None:
+                argv += ["--registries-conf", source.registries_conf]
+            argv += ["copy", "--quiet", "--all", "--preserve-digests", "--retry-times", "2"]
+            if source.insecure:
+                argv.append("--src-tls-verify=false")
+            argv += [source.location(image), f"oci:{layout}:{ref_name}"]
+            runner.run(argv, timeout=3600)
+            done = _dir_size(layout / "blobs") if (layout / "blobs").is_dir() else 0
+            elapsed = clock() - started
+            eta = elapsed / index * (len(images) - index)
+            status.note(f"{index}/{len(images)} images, {_human(done)} so far, "
+                        f"{_human(done / elapsed) + '/s, ' if elapsed > 0 else ''}ETA {eta:.0f}s")
+            status.detail(f"pulled {image}")
+            records.append(_record(layout, image, ref_name, source, arches))
+    return records
+
+
+def _read_blob(layout: Path) -> Callable[[str], bytes]:
+    def read(digest: str) -> bytes:
+        return (layout / oci.blob_path(digest)).read_bytes()
+    return read
+
+
+def _top(layout: Path, ref_name: str) -> dict[str, Any]:
+    index = json.loads((layout / "index.json").read_text())
+    for desc in index.get("manifests") or []:
+        if (desc.get("annotations") or {}).get(oci.REF_NAME) == ref_name:
+            return dict(desc)
+    raise PermanentError(f"skopeo did not store {ref_name} in the OCI layout")
+
+
+def _record(layout: Path, image: ImageRef, ref_name: str, source: Source, arches: tuple[str, ...]) -> BundleImage:
+    top = _top(layout, ref_name)
+    digest = str(top["digest"])
+    if image.digest and digest != image.digest:
+        raise IntegrityError(f"{image} resolved to another digest", details=f"pulled {digest}",
+                             resolution="the source registry serves different content; check --source-registry")
+    plats = oci.platforms(top, _read_blob(layout), what=str(image))
+    have = {oci.arch_of(p) for p in plats if p.startswith("linux/")}
+    for arch in arches:
+        if arch not in have:
+            raise ConfigError(f"image {image} has no linux/{arch} platform",
+                              details=f"it has: {', '.join(sorted(plats)) or 'none'}",
+                              resolution="drop that architecture from --arch, or use a source that publishes it")
+    return BundleImage(name=str(image), ref_name=ref_name, source=source.location(image), digest=digest,
+                       media_type=str(top.get("mediaType", "")), platforms=plats)
+
+
+def _annotate_and_walk(layout: Path, records: Sequence[BundleImage]) -> set[str]:
+    """Name every image for containerd (the reference the objects use); return manifest digests."""
+    path = layout / "index.json"
+    index = json.loads(path.read_text())
+    names = {r.ref_name: r.name for r in records}
+    manifests: set[str] = set()
+    for desc in index.get("manifests") or []:
+        ref = (desc.get("annotations") or {}).get(oci.REF_NAME)
+        if ref in names:
+            desc["annotations"][oci.CONTAINERD_NAME] = names[ref]
+        found, _ = oci.reachable(desc, _read_blob(layout), what=str(ref))
+        manifests.update(found)
+    path.write_text(json.dumps(index, sort_keys=True))
+    return manifests
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = size, 0, 0o644
+    return info
+
+
+def _pack(work: Path, manifest: BundleManifest, output: Path) -> None:
+    """bundle.json first, then manifests before layers (a verifier reads them while streaming)."""
+    import io
+
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.partial-", dir=output.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            data = manifest.to_json()
+            tar.addfile(_tarinfo(MANIFEST, len(data)), io.BytesIO(data))
+            small = {f"{OCI_DIR}/{oci.blob_path(d)}" for d in manifest.manifests}
+            order = sorted(manifest.files, key=lambda n: (n not in (f"{OCI_DIR}/oci-layout", f"{OCI_DIR}/index.json"),
+                                                          n not in small, n))
+            for name in order:
+                with (work / name).open("rb") as fh:
+                    tar.addfile(_tarinfo(name, manifest.files[name].size), fh)
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# --- read / verify / unpack --------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Unpacked:
+    """A verified, unpacked bundle."""
+
+    root: Path
+    manifest: BundleManifest
+
+    @property
+    def layout(self) -> Path:
+        return self.root / OCI_DIR
+
+    @property
+    def upstream_dir(self) -> Path:
+        return self.root / UPSTREAM_DIR
+
+    def top(self, image: BundleImage) -> dict[str, Any]:
+        return _top(self.layout, image.ref_name)
+
+    def blobs_of(self, image: BundleImage) -> list[str]:
+        _, blobs = oci.reachable(self.top(image), _read_blob(self.layout), what=image.name)
+        return blobs
+
+
+def _open_tar(path: Path) -> tarfile.TarFile:
+    if not path.exists():
+        raise ConfigError(f"bundle not found: {path}", resolution="check the path (e.g. the USB stick is mounted)")
+    if not path.is_file():
+        raise ConfigError(f"not a file: {path}",
+                          resolution="pass the bundle file made by `hybrid-knative bundle create`")
+    try:
+        return tarfile.open(path, mode="r|")
+    except (tarfile.TarError, OSError):
+        raise ConfigError(f"not a hybrid-knative bundle: {path}", details="it is not a tar archive",
+                          resolution="pass a file made by `hybrid-knative bundle create`") from None
+
+
+def read_manifest(path: Path) -> BundleManifest:
+    """bundle.json only (cheap: it is the first entry). Does NOT verify the rest — see :func:`verify`."""
+    with _open_tar(path) as tar:
+        return _first(tar, path)
+
+
+def _first(tar: tarfile.TarFile, path: Path) -> BundleManifest:
+    try:
+        member = tar.next()
+        fh = tar.extractfile(member) if member is not None and member.isfile() else None
+        raw = fh.read() if fh is not None and member is not None and member.name == MANIFEST else None
+    except (tarfile.TarError, OSError, EOFError):
+        raw = None
+    if raw is None:
+        raise ConfigError(f"not a hybrid-knative bundle: {path}", details="bundle.json is not its first entry",
+                          resolution="pass a file made by `hybrid-knative bundle create`")
+    return BundleManifest.from_json(raw, source=str(path))
+
+
+def _copy_hashing(fh: IO[bytes], out: IO[bytes] | None, keep: bool) -> tuple[str, int, bytes]:
+    digest = hashlib.sha256()
+    size = 0
+    kept = bytearray()
+    for chunk in iter(lambda: fh.read(_CHUNK), b""):
+        digest.update(chunk)
+        size += len(chunk)
+        if out is not None:
+            out.write(chunk)
+        if keep:
+            kept.extend(chunk)
+    return digest.hexdigest(), size, bytes(kept)
+
+
+def verify(path: Path, dest: Path | None = None, *, on_entry: Callable[[str], None] | None = None) -> BundleManifest:
+    """Check every entry's sha256 and size, that nothing is missing or extra, and that every image is
+    complete (every blob it references is in the bundle). With ``dest``, also writes the entries there.
+
+    Raises IntegrityError naming the bad entry.
+    """
+    with _open_tar(path) as tar:
+        manifest = _first(tar, path)
+        wanted = {f"{OCI_DIR}/index.json"} | {f"{OCI_DIR}/{oci.blob_path(d)}" for d in manifest.manifests}
+        small: dict[str, bytes] = {}
+        seen: set[str] = set()
+        last = MANIFEST
+        try:
+            while (member := tar.next()) is not None:
+                name = member.name
+                entry = manifest.files.get(name)
+                if entry is None:
+                    raise IntegrityError(f"bundle {path.name} has an unexpected entry: {name}",
+                                         resolution="the bundle was modified; re-create it with `bundle create`")
+                if name in seen or not member.isfile():
+                    raise IntegrityError(f"bundle {path.name}: entry {name} is duplicated or not a regular file")
+                seen.add(name)
+                fh = tar.extractfile(member)
+                assert fh is not None
+                out: IO[bytes] | None = None
+                if dest is not None:
+                    target = dest / name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    out = target.open("wb")
+                try:
+                    sha, size, kept = _copy_hashing(fh, out, name in wanted)
+                finally:
+                    if out is not None:
+                        out.close()
+                if sha != entry.sha256 or size != entry.size:
+                    raise IntegrityError(f"bundle {path.name}: entry {name} is corrupt",
+                                         details=f"expected sha256 {entry.sha256} ({entry.size} bytes)\n"
+                                         f"actual   sha256 {sha} ({size} bytes)",
+                                         resolution="copy the bundle again (or re-create it); nothing was imported")
+                if name in wanted:
+                    small[name] = kept
+                last = name
+                if on_entry is not None:
+                    on_entry(name)
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise IntegrityError(f"bundle {path.name} is truncated or damaged after entry {last}",
+                                 details=str(exc),
+                                 resolution="copy the bundle again (or re-create it); nothing was imported") from None
+    missing = sorted(set(manifest.files) - seen)
+    if missing:
+        raise IntegrityError(f"bundle {path.name} is incomplete: {len(missing)} entries missing, first {missing[0]}",
+                             details="\n".join(missing[:20]),
+                             resolution="copy the bundle again (or re-create it); nothing was imported")
+    _check_images(manifest, small, path)
+    return manifest
+
+
+def _check_images(manifest: BundleManifest, small: dict[str, bytes], path: Path) -> None:
+    index = json.loads(small[f"{OCI_DIR}/index.json"])
+    tops = {(d.get("annotations") or {}).get(oci.REF_NAME): d for d in index.get("manifests") or []}
+
+    def read(digest: str) -> bytes:
+        name = f"{OCI_DIR}/{oci.blob_path(digest)}"
+        if name not in small:
+            raise IntegrityError(f"bundle {path.name}: blob {digest} is missing")
+        return small[name]
+
+    for image in manifest.images:
+        top = tops.get(image.ref_name)
+        if top is None or top.get("digest") != image.digest:
+            raise IntegrityError(f"bundle {path.name}: image {image.name} is missing from its OCI index",
+                                 resolution="re-create the bundle with `bundle create`")
+        _, blobs = oci.reachable(top, read, what=image.name)
+        for digest in blobs:
+            if f"{OCI_DIR}/{oci.blob_path(digest)}" not in manifest.files:
+                raise IntegrityError(f"bundle {path.name}: image {image.name} is incomplete",
+                                     details=f"blob {digest} is not in the bundle")
+
+
+_UNPACKED: dict[tuple[str, int, int], Unpacked] = {}
+
+
+def unpack(path: Path, cache_root: Path) -> Unpacked:
+    """Verify and unpack into ``cache_root/<bundle id>`` (reused when already complete)."""
+    path = path.resolve()
+    st = path.stat() if path.is_file() else None
+    key = (str(path), st.st_size, st.st_mtime_ns) if st else None
+    if key is not None and key in _UNPACKED and (_UNPACKED[key].root / ".complete").is_file():
+        return _UNPACKED[key]
+    manifest = read_manifest(path)
+    final = cache_root / manifest.bundle_id
+    if (final / ".complete").is_file():
+        verify(path)  # the file itself is always checked; the unpacked copy is reused
+    else:
+        cache_root.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".unpack-", dir=cache_root))
+        try:
+            verify(path, work)
+            (work / ".complete").write_text(manifest.bundle_id + "\n")
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(work, final)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    unpacked = Unpacked(final, manifest)
+    if key is not None:
+        _UNPACKED[key] = unpacked
+    return unpacked

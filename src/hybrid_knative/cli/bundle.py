@@ -1,0 +1,193 @@
+"""`hybrid-knative bundle create | verify | inspect | import`: air-gap bundles (docs/airgap.md)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+from typing import Any
+
+import click
+
+from hybrid_knative import addon
+from hybrid_knative.airgap import bundle as bundle_mod
+from hybrid_knative.airgap.images import ImageRef, images_in, parse_image_list, unlisted
+from hybrid_knative.airgap.importer import Target, import_images
+from hybrid_knative.catalog import load_catalog
+from hybrid_knative.cli.common import handle_errors, make_status, release_option, verbosity_options
+from hybrid_knative.config import Config, SnapPaths
+from hybrid_knative.errors import ConfigError, PermanentError
+from hybrid_knative.install import gpu as gpu_install
+from hybrid_knative.install.context import RenderContext
+from hybrid_knative.install.render import load_documents
+from hybrid_knative.progress import Status
+from hybrid_knative.system.runner import Runner
+from hybrid_knative.upstream import PACKAGE_VENDOR_DIR, UpstreamStore, http_fetch
+
+# `--with NAME` -> the extra catalog component whose upstream files bring its images
+WITH_COMPONENTS = {"gpu": gpu_install.COMPONENT}
+
+
+def _state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "hybrid-knative"
+
+
+def _arches(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+    try:
+        return bundle_mod.check_arches([a.strip() for a in value.split(",") if a.strip()])
+    except ConfigError as exc:
+        raise click.BadParameter(f"{exc.brief}; {exc.resolution}") from None
+
+
+@click.group()
+def bundle() -> None:
+    """Air-gap bundles: everything `enable` needs (images + pinned upstream files), verified, in one file.
+
+    \b
+    On a connected machine:  hybrid-knative bundle create -o site.bundle --arch amd64,arm64
+    On the air-gapped node:  sudo microk8s enable hybrid-knative --bundle site.bundle
+    """
+
+
+def derive_images(config: Config, status: Status) -> tuple[list[ImageRef], Any]:
+    """Every image the rendered objects of ``config`` reference (all steps), checked complete."""
+    catalog = load_catalog()
+    release, rendered = addon.render(config, catalog.max_tested_kubernetes, status)
+    objs = [o for r in rendered for o in r.objects]
+    found = images_in(objs)
+    missing = unlisted(objs, found)
+    if missing:  # cannot happen unless images_in and unlisted disagree; never ship an incomplete bundle
+        raise PermanentError("the image list misses images the rendered objects use",
+                             details="\n".join(f"{w}: {i}" for w, i in missing))
+    return found, release
+
+
+@bundle.command()
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="The bundle file to write (atomically).")
+@click.option("--arch", "arches", default="amd64,arm64", show_default=True, callback=_arches,
+              help="Comma-separated architectures every image must provide.")
+@click.option("--knative", callback=release_option, help="Knative release line. Default: the newest.")
+@click.option("--with", "extras", multiple=True, type=click.Choice(sorted(WITH_COMPONENTS)),
+              help="Also bundle optional components' images (repeatable).")
+@click.option("--source-registry", help="Pull from this mirror instead of each image's registry "
+              "(HOST[:PORT][/PREFIX]; http://HOST:PORT for plain HTTP).")
+@click.option("--registries-conf", type=click.Path(path_type=Path, dir_okay=False),
+              help="containers-registries.conf(5) file for skopeo (mirrors per registry).")
+@click.option("--images-from", type=click.Path(path_type=Path, dir_okay=False), hidden=True,
+              help="Bundle exactly the images listed in this file (one per line) instead of the derived list.")
+@verbosity_options
+@handle_errors
+def create(verbose: int, quiet: bool, output: Path, arches: tuple[str, ...], knative: str | None,
+           extras: tuple[str, ...], source_registry: str | None, registries_conf: Path | None,
+           images_from: Path | None) -> None:
+    """Pull every image (all steps, MicroK8s's own, the smoke test) into one verified bundle file."""
+    status = make_status(verbose, quiet)
+    source = bundle_mod.Source.parse(source_registry, registries_conf)
+    catalog = load_catalog()
+    state = _state_dir()
+    store = UpstreamStore(search_dirs=(PACKAGE_VENDOR_DIR,), cache_dir=state / "upstream-cache", fetch=http_fetch)
+    config = Config(knative=knative or catalog.releases[0].line, state_dir=state)
+    extra_comps = [catalog.extra_component(WITH_COMPONENTS[name]) for name in extras]
+    microk8s = catalog.extra_component("microk8s")
+    with status.step("List the images the install uses"):
+        derived, release = derive_images(config, status)
+        own = parse_image_list(store.read_text(microk8s.file("images.txt")), source="microk8s/images.txt")
+        extra_imgs: list[ImageRef] = []
+        for comp in extra_comps:
+            if comp.component == gpu_install.COMPONENT:  # images as rendered: tags pinned from the Helm values
+                rc = RenderContext(config=config, release=release, kube_version=release.min_kubernetes, store=store)
+                extra_imgs += images_in(gpu_install.render_device_plugin(rc))
+                continue
+            for f in comp.files.values():
+                if f.path.endswith((".yaml", ".yml")):
+                    extra_imgs += images_in(load_documents(store.read_text(f), source=f.path))
+        if images_from is not None:
+            if not images_from.is_file():
+                raise ConfigError(f"image list not found: {images_from}")
+            wanted = parse_image_list(images_from.read_text(), source=str(images_from))
+        else:
+            wanted = sorted({*derived, *own, *extra_imgs})
+        status.detail(f"{len(wanted)} images")
+    files = [*(f for comp in release.components.values() for f in comp.files.values()),
+             *microk8s.files.values(), *(f for comp in extra_comps for f in comp.files.values())]
+    upstream = [(f.path, store.path(f)) for f in files]
+    components = {name: c.version for name, c in release.components.items()}
+    components.update({c.component: c.version for c in (microk8s, *extra_comps)})
+    manifest = bundle_mod.create(output, wanted, arches=arches, upstream=upstream, knative=[release.line],
+                                 components=components, source=source, runner=Runner(), status=status)
+    click.echo(f"{output}: Knative {release.line}, {len(manifest.images)} images for {', '.join(arches)}, "
+               f"{len(manifest.files)} files, {output.stat().st_size} bytes")
+
+
+@bundle.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@verbosity_options
+@handle_errors
+def verify(verbose: int, quiet: bool, file: Path) -> None:
+    """Check every entry's sha256 and size, and that nothing is missing or extra. Exit 0 only when intact."""
+    status = make_status(verbose, quiet)
+    with status.step(f"Verify {file.name}"):
+        manifest = bundle_mod.verify(file, on_entry=lambda name: status.note(name))
+    click.echo(f"{file}: OK — {len(manifest.images)} images, {len(manifest.files)} entries verified")
+
+
+@bundle.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@handle_errors
+def inspect(file: Path) -> None:
+    """Table of contents (from bundle.json; run `bundle verify` to check the content)."""
+    m = bundle_mod.read_manifest(file)
+    click.echo(f"knative:    {', '.join(m.knative)}")
+    click.echo(f"components: {', '.join(f'{k} {v}' for k, v in sorted(m.components.items()))}")
+    click.echo(f"arches:     {', '.join(m.arches)}")
+    click.echo(f"created by: {m.created_by}")
+    total = sum(e.size for e in m.files.values())
+    click.echo(f"entries:    {len(m.files)} ({total} bytes), {len(m.blob_names())} blobs")
+    click.echo("IMAGES")
+    for image in m.images:
+        click.echo(f"  {image.name}\n    digest {image.digest}  platforms {', '.join(sorted(image.platforms))}")
+    click.echo("UPSTREAM FILES")
+    for path in m.upstream_paths:
+        click.echo(f"  {path}")
+
+
+@bundle.command("import")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--node", "this_node", is_flag=True,
+              help="Import into this node's containerd only (microk8s ctr) instead of every node.")
+@click.option("--registry-mirror", metavar="HOST:PORT", help="Push to this registry (e.g. localhost:32000) and "
+              "point this node's containerd at it for docker.io, gcr.io, ghcr.io, quay.io, registry.k8s.io.")
+@click.option("--ctr", "ctr_command", hidden=True, help="ctr command line to use instead of microk8s ctr.")
+@click.option("--certs-dir", type=click.Path(path_type=Path, file_okay=False), hidden=True,
+              help="containerd certs.d folder (default $SNAP_DATA/args/certs.d).")
+@click.option("--state-dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Where the unpacked bundle and the resume state are kept.")
+@verbosity_options
+@handle_errors
+def import_(verbose: int, quiet: bool, file: Path, this_node: bool, registry_mirror: str | None,
+            ctr_command: str | None, certs_dir: Path | None, state_dir: Path | None) -> None:
+    """Verify the bundle, then import its images (all platforms kept). Re-run to resume."""
+    status = make_status(verbose, quiet)
+    snap = SnapPaths.from_environ(dict(os.environ))
+    if this_node and registry_mirror:
+        raise ConfigError("--node and --registry-mirror cannot be combined", resolution="choose one")
+    if registry_mirror:
+        target = Target.registry(registry_mirror, snap, certs_dir)
+    elif this_node or ctr_command:
+        target = Target.node(snap, shlex.split(ctr_command) if ctr_command else None)
+    else:
+        target = Target.cluster(snap)
+    state = state_dir or snap.state_dir
+    with status.step(f"Verify and unpack {file.name}"):
+        unpacked = bundle_mod.unpack(file, state / "bundles")
+    report = import_images(unpacked, target, runner=Runner(), status=status, state_dir=state)
+    click.echo(f"{len(report.imported)} images imported, {len(report.skipped)} already imported")
+    if report.hosts_files:
+        click.echo("containerd on this node now pulls through the mirror; files written:")
+        for path in report.hosts_files:
+            click.echo(f"  {path}")
+        click.echo("On every other node run the same command with --registry-mirror (the images are already "
+                   "pushed; it only writes the files), then restart containerd: "
+                   "`sudo snap restart microk8s.daemon-containerd`.")

@@ -1,0 +1,195 @@
+"""bundle create → verify → import, against real skopeo, a real registry and a real containerd."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from hybrid_knative.airgap import bundle as bundle_mod
+from hybrid_knative.airgap.importer import MIRRORED_REGISTRIES
+from hybrid_knative.cli.main import cli
+from tests.airgap.conftest import IMAGES, Containerd, Registry
+
+pytestmark = pytest.mark.airgap
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def copy_of(made: Path, tmp_path: Path) -> Path:
+    dest = tmp_path / "copy.bundle"
+    dest.write_bytes(made.read_bytes())
+    return dest
+
+
+def test_create_writes_one_layout_with_shared_blobs(made: Path) -> None:
+    m = bundle_mod.read_manifest(made)
+    assert [i.name for i in m.images] == list(IMAGES)
+    assert m.knative == ("1.23",) and m.arches == ("amd64", "arm64")
+    assert m.components["microk8s"] == "d099c907" and m.components["knative-serving"] == "1.23.0"
+    for image in m.images:
+        assert set(image.platforms) == {"linux/amd64", "linux/arm64", "linux/s390x"}
+        assert image.digest.startswith("sha256:")
+    # 4 images x (index + 3 x (manifest + config + own layer)) + ONE shared base layer
+    assert len(m.blob_names()) == 4 * (1 + 3 * 3) + 1
+    assert "upstream/knative-serving/1.23.0/serving-core.yaml" in m.files
+    assert "upstream/microk8s/images.txt" in m.files
+    with tarfile.open(made) as tar:
+        names = tar.getnames()
+    assert names[0] == "bundle.json" and sorted(names[1:]) == sorted(m.files)
+
+
+def test_verify_and_inspect(made: Path) -> None:
+    code, out = run("bundle", "verify", str(made))
+    assert code == 0, out
+    assert "OK" in out
+    code, out = run("bundle", "inspect", str(made))
+    assert code == 0, out
+    assert "docker.io/envoyproxy/envoy:v1.37.0" in out and "linux/arm64" in out and "microk8s/images.txt" in out
+
+
+def test_import_into_containerd_all_platforms_then_again_is_a_no_op(made: Path, containerd: Containerd,
+                                                                  tmp_path: Path) -> None:
+    args = ["bundle", "import", str(made), "--ctr", " ".join(containerd.ctr), "--state-dir", str(tmp_path / "s")]
+    code, out = run(*args)
+    assert code == 0, out
+    assert "4 images imported" in out
+    m = bundle_mod.read_manifest(made)
+    images = containerd.images()
+    for image in m.images:
+        assert image.name in images
+    content = containerd.content()
+    expected = {n.rsplit("/", 1)[1] for n in m.blob_names()}
+    assert {c.split(":")[1] for c in content} >= expected  # every platform's blobs are in
+    listing = containerd.run("images", "ls")
+    assert "linux/amd64,linux/arm64,linux/s390x" in listing
+    code, out = run(*args)
+    assert code == 0 and "0 images imported, 4 already imported" in out
+    assert containerd.images() == images and containerd.content() == content
+
+
+def test_interrupted_import_resumes(made: Path, containerd: Containerd, tmp_path: Path) -> None:
+    from hybrid_knative.airgap.importer import Target, import_images
+    from hybrid_knative.progress import Status
+    from hybrid_knative.system.runner import Runner
+
+    class Interrupting(Runner):
+        calls = 0
+
+        def run(self, argv, **kw):  # type: ignore[no-untyped-def,override]
+            Interrupting.calls += 1
+            if Interrupting.calls == 3:
+                raise KeyboardInterrupt
+            return super().run(argv, **kw)
+
+    unpacked = bundle_mod.unpack(made, tmp_path / "bundles")
+    target = Target("node", tuple(containerd.ctr))
+    with pytest.raises(KeyboardInterrupt):
+        import_images(unpacked, target, runner=Interrupting(), status=Status(verbosity=-1), state_dir=tmp_path)
+    assert len(containerd.images()) == 2
+    report = import_images(unpacked, target, runner=Runner(), status=Status(verbosity=-1), state_dir=tmp_path)
+    assert len(report.skipped) == 2 and len(report.imported) == 2
+    assert len(containerd.images()) == 4
+
+
+def _rewrite(src: Path, dest: Path, *, drop: str | None = None, tamper: str | None = None) -> None:
+    with tarfile.open(src) as tin, tarfile.open(dest, "w", format=tarfile.PAX_FORMAT) as tout:
+        for member in tin:
+            if member.name == drop:
+                continue
+            data = tin.extractfile(member).read()  # type: ignore[union-attr]
+            if member.name == tamper:
+                data = bytes([data[0] ^ 1]) + data[1:]
+            import io
+
+            tout.addfile(member, io.BytesIO(data))
+
+
+def _a_layer(made: Path) -> str:
+    m = bundle_mod.read_manifest(made)
+    small = {f"oci/blobs/sha256/{d.split(':')[1]}" for d in m.manifests}
+    return next(n for n in sorted(m.blob_names()) if n not in small)
+
+
+@pytest.mark.parametrize("damage", ["tamper", "truncate", "remove", "extra"])
+def test_damaged_bundle_is_refused_and_nothing_is_imported(made: Path, containerd: Containerd, tmp_path: Path,
+                                                           damage: str) -> None:
+    bad = tmp_path / "bad.bundle"
+    layer = _a_layer(made)
+    if damage == "tamper":
+        _rewrite(made, bad, tamper=layer)
+        expect = f"entry {layer} is corrupt"
+    elif damage == "truncate":
+        data = made.read_bytes()
+        bad.write_bytes(data[: len(data) * 2 // 3])
+        expect = "truncated"
+    elif damage == "remove":
+        _rewrite(made, bad, drop=layer)
+        expect = f"missing, first {layer}"
+    else:
+        _rewrite(made, bad)
+        with tarfile.open(bad, "a") as tar:
+            tar.add(made, arcname="oci/blobs/sha256/extra")
+        expect = "unexpected entry: oci/blobs/sha256/extra"
+    code, out = run("bundle", "verify", str(bad))
+    assert code == 1 and expect in out, out
+    code, out = run("bundle", "import", str(bad), "--ctr", " ".join(containerd.ctr), "--state-dir", str(tmp_path))
+    assert code == 1 and expect in out, out
+    assert containerd.images() == {} and containerd.content() == set()
+    assert not any((tmp_path / "bundles").glob("[0-9a-f]*"))  # nothing unpacked either
+
+
+def test_registry_mirror_mode_and_a_pull_through_containerd(made: Path, registry: Registry, containerd: Containerd,
+                                                             tmp_path: Path) -> None:
+    certs = tmp_path / "certs.d"
+    code, out = run("bundle", "import", str(made), "--registry-mirror", registry.host, "--certs-dir", str(certs),
+                    "--state-dir", str(tmp_path / "s"))
+    assert code == 0, out
+    catalog = json.loads(__import__("urllib.request").request.urlopen(
+        f"http://{registry.host}/v2/_catalog", timeout=5).read())["repositories"]
+    assert sorted(catalog) == sorted(i.split("/", 1)[1].rsplit(":", 1)[0] for i in IMAGES)
+    for reg, server in MIRRORED_REGISTRIES.items():
+        assert (certs / reg / "hosts.toml").read_text() == (
+            f'server = "{server}"\n\n[host."http://{registry.host}"]\n  capabilities = ["pull", "resolve"]\n')
+    # containerd pulls gcr.io/... through the mirror; a dead proxy makes any fallback to the internet fail here
+    env = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY":
+           "http://127.0.0.1:9", "NO_PROXY": "127.0.0.1,localhost"}
+    import subprocess
+
+    image = IMAGES[0]
+    proc = subprocess.run([*containerd.ctr, "images", "pull", "--hosts-dir", str(certs), "--all-platforms", image],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert image in containerd.images()
+
+
+def test_bad_input(tmp_path: Path, source_registry: Registry) -> None:
+    code, out = run("bundle", "verify", str(tmp_path / "nope.bundle"))
+    assert code == 2 and "bundle not found" in out
+    junk = tmp_path / "junk.bundle"
+    junk.write_text("hello")
+    code, out = run("bundle", "verify", str(junk))
+    assert code == 2 and "not a hybrid-knative bundle" in out
+    other = tmp_path / "other.tar"
+    with tarfile.open(other, "w") as tar:
+        tar.add(junk, arcname="readme.txt")
+    code, out = run("bundle", "import", str(other), "--ctr", "ctr", "--state-dir", str(tmp_path))
+    assert code == 2 and "not a hybrid-knative bundle" in out
+    code, out = run("bundle", "create", "-o", str(tmp_path / "x.bundle"), "--arch", "amd64,sparc")
+    assert code == 2 and "unknown architecture 'sparc'" in out
+    listing = tmp_path / "images.txt"
+    listing.write_text(IMAGES[0] + "\n")
+    code, out = run("bundle", "create", "-o", str(tmp_path / "x.bundle"), "--arch", "riscv64", "--images-from",
+                    str(listing), "--source-registry", f"http://{source_registry.host}")
+    assert code == 2 and "has no linux/riscv64 platform" in out and "linux/s390x" in out
+    assert not any(p.name.startswith((".x.bundle", "x.bundle")) for p in tmp_path.iterdir())
+    code, out = run("bundle", "create", "-o", str(tmp_path / "x.bundle"), "--with", "tpu")
+    assert code == 2 and "Invalid value for '--with'" in out
+    code, out = run("enable", "--bundle", str(tmp_path / "missing.bundle"), "--kubeconfig", str(junk))
+    assert code == 2 and "bundle not found" in out
