@@ -46,6 +46,7 @@ def default_hub_dir() -> Path:
 
 def state_dir_option(fn: Any) -> Any:
     return click.option("--state-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+                        envvar="HYBRID_KNATIVE_HUB_DIR", show_envvar=True,
                         help="The hub's state folder (CA, tokens, enrolments, audit log). "
                         "Default: $SNAP_COMMON/hybrid-knative/hub of MicroK8s.")(fn)
 
@@ -274,6 +275,7 @@ def device_options(fn: Any) -> Any:
     fn = click.option("--cluster", help="With --discover: the hub's cluster name, when several answer.")(fn)
     fn = click.option("--ca-fingerprint", help="With --discover: pin the hub's CA (sha256:HEX).")(fn)
     fn = click.option("--enrolment-file", type=click.Path(path_type=Path, dir_okay=False),
+                      envvar="HYBRID_KNATIVE_ENROLMENT_FILE", show_envvar=True,
                       help="Read the hk1: enrolment string from this file (e.g. written by the snap's configure "
                       "hook) instead of the command line.")(fn)
     fn = click.option("--interface-address", "interfaces", multiple=True,
