@@ -144,7 +144,7 @@ def test_nvidia_is_delegated_and_not_undone(make_cluster: Callable[..., Cluster]
     sysfs.nvidia_gpu(root)
     snap = tmp_path / "snap"
     log = fake_wrappers(snap, nvidia_status="disabled", enable_exit=0)
-    config = cluster.config(host_root=root, verify=False, eventing=False, snap=SnapPaths(snap=snap))
+    config = cluster.config(gpu="auto", host_root=root, verify=False, eventing=False, snap=SnapPaths(snap=snap))
     addon.enable(config, QUIET)
     assert log.read_text().splitlines() == ["status --addon nvidia", "enable nvidia SKIP_LOCK=1"]
     lines: list[str] = []
@@ -163,7 +163,7 @@ def test_nvidia_already_enabled_is_not_enabled_again(make_cluster: Callable[...,
     root = tmp_path / "host"
     sysfs.nvidia_gpu(root)
     log = fake_wrappers(tmp_path / "snap", nvidia_status="enabled", enable_exit=0)
-    addon.enable(cluster.config(host_root=root, verify=False, eventing=False,
+    addon.enable(cluster.config(gpu="auto", host_root=root, verify=False, eventing=False,
                                 snap=SnapPaths(snap=tmp_path / "snap")), QUIET)
     assert log.read_text().splitlines() == ["status --addon nvidia"]
 
@@ -174,7 +174,7 @@ def test_nvidia_failure_is_reported_clearly(make_cluster: Callable[..., Cluster]
     sysfs.nvidia_gpu(root)
     fake_wrappers(tmp_path / "snap", nvidia_status="disabled", enable_exit=1)
     with pytest.raises(CommandError) as err:
-        addon.enable(cluster.config(host_root=root, verify=False, eventing=False,
+        addon.enable(cluster.config(gpu="auto", host_root=root, verify=False, eventing=False,
                                     snap=SnapPaths(snap=tmp_path / "snap")), QUIET)
     assert "nvidia addon failed (exit code 1)" in err.value.brief
     assert "GPU operator failed" in (err.value.details or "")
