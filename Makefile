@@ -41,11 +41,16 @@ bench: vendor ## measured figures: render time, API requests and waits (printed,
 plan: vendor ## render the full install for Kubernetes 1.34 into out/plan (no cluster needed)
 	$(PYTHON) -m hybrid_knative plan --output out/plan --kubernetes-version 1.34
 
-snap: ## build the snap (placeholder until the snap issue lands)
-	@echo "make snap: not implemented yet (see the snap packaging issue)"; exit 1
+snap: vendor ## build the snap into dist/: snapcraft when installed, else scripts/build_snap.py + `snap pack`
+	@mkdir -p dist
+	@if command -v snapcraft >/dev/null 2>&1; then snapcraft pack --output dist/; \
+	else $(PYTHON) scripts/build_snap.py --output dist; fi
 
-bundle: ## build an air-gap bundle (placeholder until the air-gap issue lands)
-	@echo "make bundle: not implemented yet (see the air-gap issue)"; exit 1
+BUNDLE ?= out/site.bundle
+ARCH ?= amd64,arm64
+bundle: vendor ## build an air-gap bundle (BUNDLE=out/site.bundle ARCH=amd64,arm64; needs skopeo + network)
+	@mkdir -p $(dir $(BUNDLE))
+	$(PYTHON) -m hybrid_knative bundle create -o $(BUNDLE) --arch $(ARCH)
 
 clean: ## remove build output (keeps vendored files)
 	rm -rf build dist out .pytest_cache .mypy_cache .ruff_cache src/*.egg-info

@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.harness.emulator import ApiServer, FakeController  # noqa: E402
+from tests.harness.knative import with_knative  # noqa: E402
 
 from hybrid_knative import addon  # noqa: E402
 from hybrid_knative.catalog import load_catalog  # noqa: E402
@@ -64,11 +65,12 @@ def bench_render() -> None:
 def bench_requests() -> None:
     print("\n## API requests and sequential waits (emulator, fake controller)")
     print(f"{'run':<18} {'requests':>8} {'reads':>6} {'writes':>6} {'waits':>6} {'polls':>6} {'vs fresh':>9}")
-    with tempfile.TemporaryDirectory() as tmp, ApiServer(version="1.34.2", controller=FakeController()) as server:
+    with tempfile.TemporaryDirectory() as tmp, \
+            ApiServer(version="1.34.2", controller=with_knative(FakeController())) as server:
         root = Path(tmp)
         kubeconfig = server.write_kubeconfig(root / "kubeconfig")
         config = Config(kubeconfig=kubeconfig, state_dir=root / "state", marker=root / "marker",
-                        poll_interval=0.001, wait_timeout=30, offline=True)
+                        poll_interval=0.001, wait_timeout=30, offline=True, verify=False)
         fresh_total = 0
         for label in ("fresh install", "no-op re-run"):
             server.reset_requests()
@@ -85,6 +87,32 @@ def bench_requests() -> None:
               f"{outcome.stats.waits:>6} {outcome.stats.polls:>6} {total / fresh_total:>9.2f}")
 
 
+def bench_footprint() -> None:
+    """Requests of the default install, computed from the rendered objects (HPA minReplicas counted)."""
+    from hybrid_knative.install.profiles import footprint
+
+    print("\n## footprint: sum of CPU / memory requests and pods (Knative 1.23, rendered objects)")
+    print(f"{'install':<34} {'CPU':>6} {'GiB':>6} {'pods':>5} {'CPU vs upstream':>16}")
+    upstream = (1.6, 1.25, 15)  # knative-notes.md: Serving + Kourier + Eventing + IMC + MT broker
+    print(f"{'upstream defaults (release notes)':<34} {upstream[0]:>6.2f} {upstream[1]:>6.2f} {upstream[2]:>5} "
+          f"{1.0:>16.2f}")
+    for label, overrides in (("standard (default)", {}), ("edge (--profile edge)", {"profile": "edge"}),
+                             ("standard --no-eventing", {"eventing": False}),
+                             ("edge --no-eventing", {"profile": "edge", "eventing": False})):
+        _, rendered = addon.render(Config(verify=False, **overrides), KubeVersion.parse("1.34"), QUIET)
+        fp = footprint(o for r in rendered for o in r.objects)
+        print(f"{label:<34} {fp.cpu_millis / 1000:>6.2f} {fp.memory_mib / 1024:>6.2f} {fp.pods:>5} "
+              f"{fp.cpu_millis / 1000 / upstream[0]:>16.2f}")
+    print("(each Knative service pod adds a 25m queue-proxy; requests only — limits are unchanged)")
+
+
 if __name__ == "__main__":
     bench_render()
+    bench_footprint()
     bench_requests()
+    from benchmarks.join import bench_join
+
+    bench_join()
+    from benchmarks.airgap import bench_airgap
+
+    bench_airgap()

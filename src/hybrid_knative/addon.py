@@ -4,6 +4,7 @@ MicroK8s addon shims (which hand their arguments to the CLI)."""
 from __future__ import annotations
 
 import dataclasses
+import socket
 from pathlib import Path
 
 import yaml
@@ -13,16 +14,20 @@ from hybrid_knative.airgap.bundle import unpack as unpack_bundle
 from hybrid_knative.catalog import Catalog, Release, load_catalog
 from hybrid_knative.config import Config, KubeVersion
 from hybrid_knative.errors import ConfigError
-from hybrid_knative.install.context import Context, RenderContext
+from hybrid_knative.install import gpu
+from hybrid_knative.install.context import Context, HostFacts, RenderContext
+from hybrid_knative.install.gpu import choose_vendor
 from hybrid_knative.install.plan import RenderedStep, plan, render_plan
 from hybrid_knative.install.record import Record, record_path
+from hybrid_knative.install.status import ComponentRow, component_rows, ingress_ip, knative_domain
+from hybrid_knative.install.steps import enable_nvidia_addon, verify_smoke_service
 from hybrid_knative.install.undo_dns import undo_dns
-from hybrid_knative.install.steps import verify_smoke_service
 from hybrid_knative.kube import ready
 from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.objects import ObjectRef
 from hybrid_knative.kube.wait import WaitPolicy, WaitStats, retry, wait_all
 from hybrid_knative.progress import Status
+from hybrid_knative.system.gpu import detect as detect_gpu
 from hybrid_knative.system.http import HostProbes
 from hybrid_knative.system.runner import Runner
 from hybrid_knative.upstream import PACKAGE_VENDOR_DIR, UpstreamStore, http_fetch
@@ -74,10 +79,39 @@ def choose_release(catalog: Catalog, version: KubeVersion, config: Config, statu
     return release
 
 
-def render(config: Config, version: KubeVersion, status: Status) -> tuple[Release, list[RenderedStep]]:
+def render(config: Config, version: KubeVersion, status: Status,
+           host: HostFacts | None = None) -> tuple[Release, list[RenderedStep]]:
     release = choose_release(load_catalog(), version, config, status)
-    rc = RenderContext(config=config, release=release, kube_version=version, store=_store(config))
-    return release, render_plan(plan(config), rc)
+    host = host or HostFacts()
+    rc = RenderContext(config=config, release=release, kube_version=version, store=_store(config), host=host)
+    return release, render_plan(plan(config, host), rc)
+
+
+def host_facts(config: Config, kube: KubeApi | None, status: Status) -> HostFacts:
+    """Read-only probes of this host that decide the plan (today: its GPUs, and which Node it is)."""
+    if config.gpu == "none":
+        return HostFacts()
+    report = detect_gpu(config.host_root)
+    status.detail(f"GPU probe: {report.reason}")
+    vendor = choose_vendor(config.gpu, report)  # --gpu amd without a usable AMD GPU stops here
+    if vendor is None:
+        status.info(f"No usable GPU on this node ({report.reason}): nothing GPU-related is installed")
+    node = _local_node_name(kube) if kube is not None and vendor == "amd" else socket.gethostname().lower()
+    return HostFacts(gpu=report, node_name=node)
+
+
+def _local_node_name(kube: KubeApi) -> str:
+    nodes = [n["metadata"]["name"] for n in kube.list("v1", "Node")]
+    if len(nodes) == 1:
+        return str(nodes[0])
+    hostname = socket.gethostname().lower()
+    for candidate in (hostname, hostname.split(".")[0]):
+        if candidate in nodes:
+            return candidate
+    raise ConfigError(f"cannot tell which of the {len(nodes)} nodes is this host ({hostname})",
+                      details=f"nodes: {', '.join(sorted(nodes)) or 'none'}",
+                      resolution="run enable on a control-plane node whose Node name is its hostname, "
+                      "or pass --gpu none and label GPU nodes through `hybrid-knative join`")
 
 
 def _check_conflicts(kube: KubeApi, record: Record, config: Config) -> None:
@@ -103,14 +137,16 @@ def enable(config: Config, status: Status, *, kube: KubeApi | None = None, probe
     kube = kube or connect(config)
     version = kube.server_version()  # read-only preflight: nothing is written before this passes
     status.detail(f"API server {kube.server} runs Kubernetes {version}")
-    release, rendered = render(config, version, status)
+    host = host_facts(config, kube, status)
+    release, rendered = render(config, version, status, host)
     status.info(f"Installing Knative {release.line} (Kubernetes {version.minor_version})")
     record = _record(config, kube)
     _check_conflicts(kube, record, config)
     record.release = release.line
     for r in rendered:  # CRD kinds must be known before their objects can be applied
         kube.register_crds(o for o in r.objects if o["kind"] == "CustomResourceDefinition")
-    ctx = Context(render=RenderContext(config=config, release=release, kube_version=version, store=_store(config)),
+    ctx = Context(render=RenderContext(config=config, release=release, kube_version=version, store=_store(config),
+                                       host=host),
                   kube=kube, record=record, status=status, runner=runner or Runner(), waits=_policy(config),
                   probes=probes or HostProbes())
     writes_before = kube.counters.writes
@@ -161,6 +197,11 @@ def disable(config: Config, status: Status, *, kube: KubeApi | None = None, runn
                      on_progress=status.note,
                      resolution="something holds a finalizer; see `microk8s kubectl get ns` and "
                      "`microk8s kubectl get crd | grep knative`")
+    nvidia = config.effective_state_dir / enable_nvidia_addon.MARKER
+    if nvidia.exists():
+        status.info("NVIDIA support came from MicroK8s's nvidia addon and is left enabled (other workloads may "
+                    "use it); to remove it too: sudo microk8s disable nvidia")
+        nvidia.unlink()
     return Outcome(written=kube.counters.writes - writes_before, stats=stats, kube=kube)
 
 
@@ -175,11 +216,14 @@ class ComponentHealth:
 class Health:
     enabled: bool
     release: str | None
-    components: list[ComponentHealth]
+    components: list[ComponentHealth]  # one per recorded Deployment
+    table: list[ComponentRow] = dataclasses.field(default_factory=list)  # one per component (status table)
+    domain: str | None = None
+    ingress_ip: str | None = None
 
     @property
     def healthy(self) -> bool:
-        return self.enabled and all(c.ready for c in self.components)
+        return self.enabled and all(c.ready for c in self.components) and all(r.ready for r in self.table)
 
 
 def health(config: Config, *, kube: KubeApi | None = None) -> Health:
@@ -192,13 +236,17 @@ def health(config: Config, *, kube: KubeApi | None = None) -> Health:
             continue
         reason = ready.deployment_available(kube, entry.ref.namespace, entry.ref.name)()
         comps.append(ComponentHealth(f"{entry.ref.namespace}/{entry.ref.name}", reason is None, reason or "Available"))
-    return Health(enabled=config.effective_marker.is_file(), release=record.release, components=comps)
+    release = next((r for r in load_catalog().releases if r.line == record.release), None)
+    return Health(enabled=config.effective_marker.is_file(), release=record.release, components=comps,
+                  table=component_rows(kube, record, release) if len(record) else [],
+                  domain=knative_domain(kube) if len(record) else None,
+                  ingress_ip=ingress_ip(kube) if len(record) else None)
 
 
 def write_plan(config: Config, version: KubeVersion, output: Path,
                status: Status) -> tuple[Release, list[RenderedStep], list[Path]]:
     """The dry run: render every step and write its objects to ``output``; touches no cluster."""
-    release, rendered = render(config, version, status)
+    release, rendered = render(config, version, status, host_facts(config, None, status))
     if output.exists() and any(output.iterdir()) and not (output / PLAN_MARKER).exists():
         raise ConfigError(f"{output} is not empty and was not written by `hybrid-knative plan`",
                           resolution="choose a new or empty folder for --output")
@@ -216,4 +264,25 @@ def write_plan(config: Config, version: KubeVersion, output: Path,
             header += "# (no objects: this step acts outside the cluster)\n"
         path.write_text(header + yaml.safe_dump_all(r.objects, sort_keys=False), encoding="utf-8")
         written.append(path)
+    written.extend(_write_examples(rendered, output))
     return release, rendered, written
+
+
+def _write_examples(rendered: list[RenderedStep], output: Path) -> list[Path]:
+    """Example workloads for what this plan installs (today: PyTorch on ROCm when AMD GPUs are set up)."""
+    examples = output / "examples"
+    for old in examples.glob("*.yaml"):
+        old.unlink()
+    labels = next((r.objects[0]["metadata"] for r in rendered if r.step.name == "label_gpu_nodes"), None)
+    if labels is None:
+        return []
+    gid = (labels.get("annotations") or {}).get(gpu.RENDER_GID_ANNOTATION)
+    examples.mkdir(exist_ok=True)
+    paths = []
+    for kind in ("ksvc", "pod"):
+        objs = gpu.render_pytorch(kind=kind, render_gid=int(gid) if gid else None)
+        path = examples / f"pytorch-rocm-{kind}.yaml"
+        path.write_text("# PyTorch on ROCm: one AMD GPU, memory-backed /dev/shm, seccomp Unconfined, render group\n"
+                        + yaml.safe_dump_all(objs, sort_keys=False), encoding="utf-8")
+        paths.append(path)
+    return paths

@@ -59,6 +59,16 @@ class Catalog:
     releases: tuple[Release, ...]  # newest first
     min_kubernetes: KubeVersion
     max_tested_kubernetes: KubeVersion
+    # components no release references (microk8s's image list, device plugins): every version, vendored too
+    extras: tuple[ComponentVersion, ...] = ()
+
+    def extra_component(self, name: str) -> ComponentVersion:
+        """The newest listed version of an extra component."""
+        found = [c for c in self.extras if c.component == name]
+        if not found:
+            known = ", ".join(sorted({c.component for c in self.extras})) or "none"
+            raise ConfigError(f"unknown component {name!r}", resolution=f"known extra components: {known}")
+        return found[-1]
 
     def matrix(self) -> str:
         """The supported matrix, one line per release, for error messages and --help."""
@@ -99,6 +109,9 @@ class Catalog:
             for comp in release.components.values():
                 for f in comp.files.values():
                     seen[f.path] = f
+        for comp in self.extras:
+            for f in comp.files.values():
+                seen[f.path] = f
         return sorted(seen.values(), key=lambda f: f.path)
 
 
@@ -140,4 +153,17 @@ def load_catalog(root: Path = COMPONENTS_DIR) -> Catalog:
     releases.sort(key=lambda r: _mm(KubeVersion.parse(r.line)), reverse=True)
     support = doc["supported_kubernetes"]
     return Catalog(releases=tuple(releases), min_kubernetes=KubeVersion.parse(str(support["min"])),
-                   max_tested_kubernetes=KubeVersion.parse(str(support["max_tested"])))
+                   max_tested_kubernetes=KubeVersion.parse(str(support["max_tested"])),
+                   extras=_extras(root, {name for r in releases for name in r.components}))
+
+
+def _extras(root: Path, referenced: set[str]) -> tuple[ComponentVersion, ...]:
+    """Every version of every component folder that no release references (in file order)."""
+    out = []
+    for path in sorted(root.glob("*/component.yaml")):
+        name = path.parent.name
+        if name in referenced:
+            continue
+        for version in (_load_yaml(path) or {}).get("versions") or {}:
+            out.append(load_component(name, str(version), root))
+    return tuple(out)

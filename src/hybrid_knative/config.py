@@ -11,6 +11,8 @@ from hybrid_knative.errors import ConfigError
 _KUBE_VERSION = re.compile(r"^v?(?P<major>\d+)\.(?P<minor>\d+)(?:\.(?P<patch>\d+))?(?P<rest>[-+][0-9A-Za-z.+-]*)?$")
 _RELEASE = re.compile(r"^(?P<major>\d+)\.(?P<minor>\d+)$")
 _CONTEXT = re.compile(r"^[^\s]{1,253}$")
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")  # RFC 1123 label (namespace names)
+PROFILES = ("standard", "edge")
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -98,6 +100,17 @@ class Config:
     upstream_dirs: tuple[Path, ...] = ()  # searched first for upstream files (a mirror, a bundle's files)
     offline: bool = False  # never download upstream files
     adopt: bool = False  # take over a Knative install that hybrid-knative did not make
+    bundle: Path | None = None  # air-gap bundle: upstream files and images from it, no network
+    domain_mode: str = "local"  # local | magic | custom (see hybrid_knative.dns)
+    domain: str | None = None  # the zone (local) or the user's wildcard domain (custom)
+    ingress_ip: str | None = None  # overrides the detected node address for Kourier
+    host_root: Path = Path("/")  # where host files (systemd-resolved drop-in) live; tests use a tmp folder
+    dns_servers: tuple[str, ...] = ()  # resolvers for the magic/custom checks (IP[:PORT]); default: the host's
+    eventing: bool = True  # Knative Eventing + a default Broker (--no-eventing skips them)
+    broker_namespace: str = "default"  # where the default Broker goes (an RFC 1123 label)
+    verify: bool = True  # deploy the smoke service and GET it from the host and a pod before marking enabled
+    gpu: str = "auto"  # auto | amd | nvidia | none (see hybrid_knative.install.gpu)
+    profile: str = "standard"  # resource profile: standard (upstream requests) or edge (single replicas, low requests)
 
     def __post_init__(self) -> None:
         if self.kubeconfig is not None and not self.kubeconfig.is_file():
@@ -113,12 +126,45 @@ class Config:
             if not folder.is_dir():
                 raise ConfigError(f"upstream folder not found: {folder}",
                                   resolution="pass --upstream-dir with an existing folder (e.g. a mirror)")
+        if self.bundle is not None and not self.bundle.is_file():
+            raise ConfigError(f"bundle not found: {self.bundle}",
+                              resolution="pass --bundle with the file made by `hybrid-knative bundle create`")
         if not 0.001 <= self.poll_interval <= 60:
             raise ConfigError(f"poll interval must be between 0.001 and 60 seconds, got {self.poll_interval:g}")
         if not 1 <= self.wait_timeout <= 24 * 3600:
             raise ConfigError(
                 f"--timeout must be between 1 and 86400 seconds, got {self.wait_timeout:g}",
             )
+        self._validate_dns()
+
+    def _validate_dns(self) -> None:
+        from hybrid_knative.dns.names import DOMAIN_MODES, parse_ip, validate_domain
+        from hybrid_knative.dns.resolve import split_server
+
+        if self.domain_mode not in DOMAIN_MODES:
+            raise ConfigError(f"unknown --domain-mode {self.domain_mode!r}",
+                              resolution=f"use one of: {', '.join(DOMAIN_MODES)}")
+        if self.domain is not None:
+            object.__setattr__(self, "domain", validate_domain(self.domain))
+        if self.domain_mode == "custom" and self.domain is None:
+            raise ConfigError("--domain-mode custom needs --domain",
+                              resolution="pass the wildcard domain you own, e.g. --domain apps.example.com")
+        if self.domain_mode == "magic" and self.domain is not None:
+            raise ConfigError("--domain cannot be used with --domain-mode magic",
+                              resolution="magic mode derives the domain from the ingress address "
+                              "(<ip>.sslip.io); drop --domain, or use --domain-mode custom")
+        if self.ingress_ip is not None:
+            object.__setattr__(self, "ingress_ip", parse_ip(self.ingress_ip))
+        for server in self.dns_servers:
+            split_server(server)
+        if not _LABEL.fullmatch(self.broker_namespace):
+            raise ConfigError(f"--broker-namespace {self.broker_namespace!r} is not a valid namespace name",
+                              resolution="use an RFC 1123 label: lower-case letters, digits and '-', "
+                              "starting and ending with a letter or digit, at most 63 characters")
+        if self.gpu not in ("auto", "amd", "nvidia", "none"):
+            raise ConfigError(f"unknown --gpu {self.gpu!r}", resolution="use one of: auto, amd, nvidia, none")
+        if self.profile not in PROFILES:
+            raise ConfigError(f"unknown profile {self.profile!r}", resolution=f"choose one of: {', '.join(PROFILES)}")
 
     @property
     def effective_kubeconfig(self) -> Path:

@@ -127,8 +127,11 @@ def test_plan_without_a_cluster(tmp_path: Path) -> None:
     code, out = run("plan", "--output", str(out_dir), "--kubernetes-version", "1.34")
     assert code == 0, out
     files = sorted(p.name for p in out_dir.glob("*.yaml"))
-    assert files == ["01-install_serving_crds.yaml", "02-install_serving_core.yaml", "03-install_kourier.yaml",
-                     "04-configure_serving.yaml", "05-mark_enabled.yaml"]
+    assert files[:4] == ["01-install_serving_crds.yaml", "02-install_serving_core.yaml", "03-install_kourier.yaml",
+                         "04-configure_serving.yaml"]
+    assert files[4:8] == ["05-configure_ingress_address.yaml", "06-configure_domain.yaml",
+                          "07-configure_cluster_dns.yaml", "08-configure_host_dns.yaml"]
+    assert files[-1].endswith("-mark_enabled.yaml")
     docs = [d for p in sorted(out_dir.glob("*.yaml")) for d in yaml.safe_load_all(p.read_text()) if d]
     kinds = {d["kind"] for d in docs}
     assert {"CustomResourceDefinition", "Deployment", "ValidatingWebhookConfiguration", "ConfigMap"} <= kinds

@@ -25,6 +25,9 @@ def test_every_rendered_object_validates(kube: str) -> None:
 
     rc = RenderContext(config=Config(), release=release, kube_version=KubeVersion.parse(kube), store=UpstreamStore())
     crds = upstream_objects(rc, "knative-serving", "serving-crds.yaml")
+    crds += upstream_objects(rc, "knative-eventing", "eventing-crds.yaml")  # Broker and friends
+    crds += [o for o in upstream_objects(rc, "knative-eventing", "in-memory-channel.yaml")
+             if o["kind"] == "CustomResourceDefinition"]
     validator = ManifestValidator(kube, crds)
     assert validator.validate_all(objs) == []
     pinned = [e for o in objs for e in image_errors(o)]
@@ -38,3 +41,16 @@ def test_the_validator_rejects_a_broken_render() -> None:
     dep = next(o for o in objs if o["kind"] == "Deployment")
     broken = {**dep, "spec": {**dep["spec"], "replicaz": 1}}
     assert ManifestValidator("1.34").errors(broken)
+
+
+@pytest.mark.parametrize("kube", ["1.32", "1.36"])
+def test_edge_profile_objects_validate(kube: str) -> None:
+    release, rendered = render(Config(profile="edge"), KubeVersion.parse(kube), Status(verbosity=-1))
+    objs = [o for r in rendered for o in r.objects]
+    from hybrid_knative.install.context import RenderContext
+    from hybrid_knative.upstream import UpstreamStore
+
+    rc = RenderContext(config=Config(), release=release, kube_version=KubeVersion.parse(kube), store=UpstreamStore())
+    crds = upstream_objects(rc, "knative-serving", "serving-crds.yaml")
+    crds += upstream_objects(rc, "knative-eventing", "eventing-crds.yaml")
+    assert ManifestValidator(kube, crds).validate_all(objs) == []

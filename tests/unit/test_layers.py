@@ -17,6 +17,8 @@ FORBIDDEN: dict[str, set[str]] = {
     "kube": {"cli", "addon", "install", "join"},
     "system": {"cli", "addon", "install", "kube", "join"},
     "dns": {"cli", "addon", "install"},
+    "doctor": {"cli", "addon", "install"},
+    "smoke": {"cli", "addon", "install"},
     "airgap": {"cli", "addon", "install"},
     "join": {"cli", "addon", "install"},
     "config": {"cli", "addon", "install", "kube", "system", "join"},
@@ -24,6 +26,8 @@ FORBIDDEN: dict[str, set[str]] = {
     "catalog": {"cli", "addon", "install", "kube", "system", "join"},
     "upstream": {"cli", "addon", "install", "kube", "system", "join"},
     "progress": {"cli", "addon", "install", "kube", "system", "join"},
+    "bootstrap": {"cli", "addon", "install", "kube", "join"},
+    "snaphooks": {"cli", "addon", "install", "kube"},
 }
 
 

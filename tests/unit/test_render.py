@@ -37,8 +37,10 @@ def test_pin_images_in_all_containers() -> None:
 def test_plan_objects(kube: str) -> None:
     release, rendered = render(Config(), KubeVersion.parse(kube), Status(verbosity=-1))
     names = [r.step.name for r in rendered]
-    assert names == ["install_serving_crds", "install_serving_core", "install_kourier", "configure_serving",
-                     "mark_enabled"]
+    assert names[:4] == ["install_serving_crds", "install_serving_core", "install_kourier", "configure_serving"]
+    assert names[4:8] == ["configure_ingress_address", "configure_domain", "configure_cluster_dns",
+                          "configure_host_dns"]
+    assert names[-1] == "mark_enabled"
     by_step = {r.step.name: r.objects for r in rendered}
     applied = [o for r in rendered if r.step.applies for o in r.objects]
     refs = [ref_of(o) for o in applied]
@@ -46,7 +48,8 @@ def test_plan_objects(kube: str) -> None:
     assert all(o["kind"] == "CustomResourceDefinition" for o in by_step["install_serving_crds"])
     assert not [o for o in by_step["install_serving_core"] if o["kind"] == "CustomResourceDefinition"]
     pdbs = [o for o in applied if o["kind"] == "PodDisruptionBudget"]
-    assert {p["metadata"]["name"] for p in pdbs} == {"activator-pdb", "webhook-pdb", "3scale-kourier-gateway-pdb"}
+    assert {p["metadata"]["name"] for p in pdbs} == {"activator-pdb", "webhook-pdb", "3scale-kourier-gateway-pdb",
+                                                     "eventing-webhook"}
     assert all(p["spec"].get("maxUnavailable") == 1 and "minAvailable" not in p["spec"] for p in pdbs)
     patches = {o["metadata"]["name"]: o["data"] for o in by_step["configure_serving"]}
     assert patches["config-network"] == {"ingress-class": "kourier.ingress.networking.knative.dev"}

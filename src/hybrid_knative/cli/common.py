@@ -55,6 +55,36 @@ def install_options(fn: F) -> F:
                       type=click.Path(path_type=Path, file_okay=False),
                       help="Look for the pinned upstream release files here first (e.g. a mirror). Repeatable.")(fn)
     fn = click.option("--offline", is_flag=True, help="Never download upstream files; use vendored copies only.")(fn)
+    fn = dns_options(fn)
+    fn = platform_options(fn)
+    return fn
+
+
+def platform_options(fn: F) -> F:
+    fn = click.option("--eventing/--no-eventing", "eventing", default=True, show_default=True,
+                      help="Install Knative Eventing (in-memory channel, MT channel broker) and a default Broker.")(fn)
+    fn = click.option("--broker-namespace", default="default", show_default=True,
+                      help="Namespace of the default Broker (created when missing).")(fn)
+    fn = click.option("--verify/--no-verify", "verify", default=True, show_default=True,
+                      help="Before marking enabled, prove a smoke service answers from this host and from a pod.")(fn)
+    fn = click.option("--gpu", type=click.Choice(["auto", "amd", "nvidia", "none"]), default="auto", show_default=True,
+                      help="GPU support: auto-detect on this node; amd (ROCm device plugin, needs the amdgpu "
+                      "driver); nvidia (MicroK8s's nvidia addon); none.")(fn)
+    fn = click.option("--profile", type=click.Choice(["standard", "edge"]), default="standard", show_default=True,
+                      help="Resources: upstream requests (standard), or single replicas and low requests (edge).")(fn)
+    return fn
+
+
+def dns_options(fn: F) -> F:
+    fn = click.option("--domain-mode", type=click.Choice(["local", "magic", "custom"]), default="local",
+                      show_default=True, help="local: a private zone resolved by the cluster and this host (offline); "
+                      "magic: <ingress-ip>.sslip.io (needs internet); custom: your own wildcard domain.")(fn)
+    fn = click.option("--domain", help="The zone (local mode, default hk.internal) or your wildcard domain "
+                      "(custom mode, e.g. apps.example.com).")(fn)
+    fn = click.option("--ingress-ip", help="The address Kourier answers on (default: a load balancer's address, "
+                      "else this node's InternalIP).")(fn)
+    fn = click.option("--host-root", type=click.Path(path_type=Path, file_okay=False), default=Path("/"),
+                      hidden=True)(fn)
     return fn
 
 

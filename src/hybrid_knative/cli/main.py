@@ -42,6 +42,8 @@ def cli() -> None:
 @cluster_options
 @install_options
 @click.option("--adopt", is_flag=True, help="Take over a Knative install that hybrid-knative did not make.")
+@click.option("--bundle", type=click.Path(path_type=Path, dir_okay=False), help="Air-gap bundle (`bundle create`): "
+              "images and upstream files come from it, verified; no network access at all.")
 @verbosity_options
 @handle_errors
 def enable(verbose: int, quiet: bool, knative: str | None, upstream_dirs: tuple[Path, ...], offline: bool,
@@ -55,6 +57,8 @@ def enable(verbose: int, quiet: bool, knative: str | None, upstream_dirs: tuple[
     outcome = addon.enable(config, status)
     release = outcome.release.line if outcome.release else "?"
     click.echo(f"hybrid-knative: Knative {release} is enabled ({outcome.written} writes).")
+    if outcome.smoke_url:
+        click.echo(f"Smoke service (answers HTTP 200 from this host and from pods): {outcome.smoke_url}")
 
 
 @cli.command()
@@ -78,9 +82,17 @@ def status(verbose: int, quiet: bool, **cluster: Any) -> None:
     h = addon.health(config)
     click.echo(f"enabled: {'yes' if h.enabled else 'no'}")
     click.echo(f"knative: {h.release or '-'}")
+    click.echo(f"domain: {h.domain or '-'}")
+    click.echo(f"ingress IP: {h.ingress_ip or '-'}")
+    if h.table:
+        width = max(len(r.name) for r in h.table)
+        click.echo(f"{'COMPONENT'.ljust(width)}  READY  {'VERSION':<8}  DETAIL")
+        for r in h.table:
+            click.echo(f"{r.name.ljust(width)}  {'yes' if r.ready else 'no':<5}  {r.version:<8}  {r.detail}")
+        click.echo("")
     if h.components:
         width = max(len(c.name) for c in h.components)
-        click.echo(f"{'COMPONENT'.ljust(width)}  READY  DETAIL")
+        click.echo(f"{'DEPLOYMENT'.ljust(width)}  READY  DETAIL")
         for c in h.components:
             click.echo(f"{c.name.ljust(width)}  {'yes' if c.ready else 'no ':<5}  {c.detail}")
     sys.exit(0 if h.healthy else 3)
@@ -103,8 +115,10 @@ def plan(verbose: int, quiet: bool, output: Path, kubernetes_version: KubeVersio
     version = kubernetes_version or addon.connect(config).server_version()
     release, rendered, paths = addon.write_plan(config, version, output, status)
     click.echo(f"Plan for Knative {release.line} on Kubernetes {version.minor_version}:")
-    for index, (r, path) in enumerate(zip(rendered, paths, strict=True), start=1):
-        click.echo(f"  {index}. {r.step.name:<22} {len(r.objects):>3} objects  {path}")
+    for index, (r, path) in enumerate(zip(rendered, paths[: len(rendered)], strict=True), start=1):
+        click.echo(f"  {index:>2}. {r.step.name:<26} {len(r.objects):>3} objects  {path}")
+    for path in paths[len(rendered):]:
+        click.echo(f"  example: {path}")
 
 
 @cli.command("versions")
@@ -123,3 +137,22 @@ def main() -> None:
 
 # --- feature commands (each module defines its own click command or group) ----------------------
 # Registered here, one line each, so that `hybrid-knative --help` lists everything.
+from hybrid_knative.cli import bootstrap as _bootstrap  # noqa: E402
+
+cli.add_command(_bootstrap.bootstrap)
+from hybrid_knative.cli import join as _join  # noqa: E402
+
+cli.add_command(_join.hub)
+cli.add_command(_join.token)
+cli.add_command(_join.join)
+cli.add_command(_join.agent)
+cli.add_command(_join.nodes)
+from hybrid_knative.cli import bundle as _bundle  # noqa: E402
+
+cli.add_command(_bundle.bundle)
+from hybrid_knative.cli import doctor as _doctor  # noqa: E402
+
+cli.add_command(_doctor.doctor)
+from hybrid_knative.cli import gpu as gpu_cli  # noqa: E402
+
+cli.add_command(gpu_cli.group)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from hybrid_knative.errors import PermanentError
 from hybrid_knative.install.context import Context
 from hybrid_knative.install.record import Entry
 from hybrid_knative.kube.objects import Manifest, checksum, ref_of, sort_for_apply
@@ -29,3 +30,24 @@ def apply_objects(ctx: Context, step: str, objs: Iterable[Manifest]) -> int:
         ctx.status.detail(f"applied {ref}")
         written += 1
     return written
+
+
+def merge_config_maps(ctx: Context, objs: Iterable[Manifest]) -> int:
+    """Merge our keys into ConfigMaps an earlier step applied (e.g. Knative's config-*); a key that
+    already has our value is not written again. Returns how many ConfigMaps were patched."""
+    patched = 0
+    for obj in objs:
+        ref = ref_of(obj)
+        live = ctx.kube.get(ref)
+        if live is None:
+            raise PermanentError(f"{ref} is missing", resolution="re-run enable: an earlier step creates it")
+        want = obj.get("data") or {}
+        have = live.get("data") or {}
+        if all(have.get(k) == v for k, v in want.items()):
+            ctx.status.detail(f"unchanged {ref}")
+            continue
+        retry(lambda ref=ref, want=want: ctx.kube.merge_patch(ref, {"data": want}),  # type: ignore[misc]
+              policy=ctx.waits, what=f"patch {ref}", stats=ctx.stats)
+        ctx.status.detail(f"patched {ref}: {', '.join(want)}")
+        patched += 1
+    return patched

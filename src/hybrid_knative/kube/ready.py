@@ -88,3 +88,39 @@ def gone(kube: KubeApi, ref: ObjectRef) -> Check:
         return "still present"
 
     return check
+
+
+def daemonset_ready(kube: KubeApi, namespace: str, name: str) -> Check:
+    """Rolled out on every node it selects (zero selected nodes counts as ready)."""
+    ref = ObjectRef("apps/v1", "DaemonSet", namespace, name)
+
+    def check() -> str | None:
+        obj = kube.get(ref)
+        if obj is None:
+            return "not found"
+        meta, status = obj.get("metadata") or {}, obj.get("status") or {}
+        generation, observed = meta.get("generation"), status.get("observedGeneration")
+        if generation is not None and (observed is None or observed < generation):
+            return f"controller has not seen generation {generation} yet"
+        desired = int(status.get("desiredNumberScheduled") or 0)
+        ready_count = int(status.get("numberReady") or 0)
+        updated = int(status.get("updatedNumberScheduled") or 0)
+        if ready_count >= desired and updated >= desired:
+            return None
+        return f"{ready_count}/{desired} pods ready, {updated}/{desired} updated"
+
+    return check
+
+
+def node_allocatable(kube: KubeApi, node: str, resource: str) -> Check:
+    """The node offers at least one ``resource`` (e.g. amd.com/gpu) — a device plugin registered it."""
+    ref = ObjectRef("v1", "Node", None, node)
+
+    def check() -> str | None:
+        obj = kube.get(ref)
+        if obj is None:
+            return "node not found"
+        value = str(((obj.get("status") or {}).get("allocatable") or {}).get(resource, "0"))
+        return None if value.isdigit() and int(value) > 0 else f"allocatable {resource} is {value}"
+
+    return check

@@ -33,6 +33,13 @@ class Runner:
     env: Mapping[str, str] | None = None
     default_timeout: float = 300.0
 
+    def with_env(self, extra: Mapping[str, str]) -> Runner:
+        """A runner whose children also get ``extra`` (on top of this runner's or this process's env)."""
+        import os
+
+        base = dict(self.env) if self.env is not None else dict(os.environ)
+        return dataclasses.replace(self, env={**base, **extra})
+
     def run(
         self,
         argv: Sequence[str | Path],

@@ -6,11 +6,10 @@ validates them). A key that already has our value is not written again.
 
 from __future__ import annotations
 
-from hybrid_knative.errors import PermanentError
+from hybrid_knative.install.apply import merge_config_maps
 from hybrid_knative.install.context import Context, RenderContext
 from hybrid_knative.install.render import template_objects
-from hybrid_knative.kube.objects import Manifest, ref_of
-from hybrid_knative.kube.wait import retry
+from hybrid_knative.kube.objects import Manifest
 
 NAME = "configure_serving"
 TITLE = "Configure Knative Serving for Kourier and MicroK8s's registry"
@@ -28,16 +27,4 @@ def render(rc: RenderContext) -> list[Manifest]:
 
 
 def run(ctx: Context, objs: list[Manifest]) -> None:
-    for obj in objs:
-        ref = ref_of(obj)
-        live = ctx.kube.get(ref)
-        if live is None:
-            raise PermanentError(f"{ref} is missing", resolution="re-run enable: the core step creates it")
-        want = obj.get("data") or {}
-        have = live.get("data") or {}
-        if all(have.get(k) == v for k, v in want.items()):
-            ctx.status.detail(f"unchanged {ref}")
-            continue
-        retry(lambda ref=ref, want=want: ctx.kube.merge_patch(ref, {"data": want}),  # type: ignore[misc]
-              policy=ctx.waits, what=f"patch {ref}", stats=ctx.stats)
-        ctx.status.detail(f"patched {ref}: {', '.join(want)}")
+    merge_config_maps(ctx, objs)

@@ -1,0 +1,34 @@
+"""Knative Eventing core; waits for its Deployments and for `eventing-webhook` to have ready endpoints.
+
+The eventing webhook validates Eventing's ConfigMaps and objects (Brokers, Triggers…), so nothing
+that depends on it is applied before it answers. The upstream PDB of the webhook is fixed for single
+nodes (maxUnavailable: 1). ``eventing-tls-networking.yaml`` is not applied: it needs cert-manager.
+"""
+
+from __future__ import annotations
+
+from hybrid_knative.install.apply import apply_objects
+from hybrid_knative.install.context import Context, RenderContext
+from hybrid_knative.install.render import standard_transforms, upstream_objects, without_kinds
+from hybrid_knative.install.steps._workloads import wait_deployments, wait_webhook_endpoints
+from hybrid_knative.kube.objects import Manifest
+
+NAME = "install_eventing_core"
+TITLE = "Install Knative Eventing core"
+NAMESPACE = "knative-eventing"
+WEBHOOK_SERVICE = "eventing-webhook"
+
+
+def render(rc: RenderContext) -> list[Manifest]:
+    comp = rc.release.component("knative-eventing")
+    objs = upstream_objects(rc, "knative-eventing", "eventing-core.yaml")
+    # eventing-core.yaml repeats the CRDs of eventing-crds.yaml (installed and awaited by the step before)
+    return standard_transforms(without_kinds(objs, {"CustomResourceDefinition"}), comp.image_pins)
+
+
+def run(ctx: Context, objs: list[Manifest]) -> None:
+    apply_objects(ctx, NAME, objs)
+    wait_deployments(ctx, objs, resolution="see `microk8s kubectl -n knative-eventing get pods` and "
+                     "`microk8s kubectl -n knative-eventing describe deployment NAME` (image pulls, resources)")
+    wait_webhook_endpoints(ctx, NAMESPACE, WEBHOOK_SERVICE, resolution="the Knative Eventing webhook pod is not "
+                           "serving; see `microk8s kubectl -n knative-eventing logs deploy/eventing-webhook`")

@@ -1,0 +1,23 @@
+"""The multi-tenant channel-based Broker: controller, ingress and filter must become Available."""
+
+from __future__ import annotations
+
+from hybrid_knative.install.apply import apply_objects
+from hybrid_knative.install.context import Context, RenderContext
+from hybrid_knative.install.render import standard_transforms, upstream_objects
+from hybrid_knative.install.steps._workloads import wait_deployments
+from hybrid_knative.kube.objects import Manifest
+
+NAME = "install_mt_channel_broker"
+TITLE = "Install the MT channel-based Broker"
+
+
+def render(rc: RenderContext) -> list[Manifest]:
+    comp = rc.release.component("knative-eventing")
+    return standard_transforms(upstream_objects(rc, "knative-eventing", "mt-channel-broker.yaml"), comp.image_pins)
+
+
+def run(ctx: Context, objs: list[Manifest]) -> None:
+    apply_objects(ctx, NAME, objs)
+    wait_deployments(ctx, objs, resolution="see `microk8s kubectl -n knative-eventing get pods` "
+                     "(mt-broker-controller, mt-broker-ingress, mt-broker-filter)")
