@@ -51,7 +51,8 @@ def seed_node(cluster: Cluster, name: str, *, arch: str = "amd64", labels: dict[
     index = len(cluster.server.list("v1", "nodes"))
     cluster.server.set_status("v1", "nodes", name, None, {
         "allocatable": {"cpu": "4", "memory": "8Gi"},
-        "addresses": [{"type": "InternalIP", "address": f"10.0.0.{10 + index}"}, {"type": "Hostname", "address": name}]})
+        "addresses": [{"type": "InternalIP", "address": f"10.0.0.{10 + index}"},
+                      {"type": "Hostname", "address": name}]})
 
 
 @pytest.fixture
