@@ -123,11 +123,9 @@ class Containerd:
         return {line.split()[0] for line in self.run("content", "ls", "-q").split("\n") if line.strip()}
 
 
-@pytest.fixture
-def containerd(tmp_path: Path) -> Iterator[Containerd]:
-    _need("containerd", "ctr")
-    root = tmp_path / "ctd"
-    root.mkdir()
+def start_containerd(root: Path) -> tuple[Containerd, subprocess.Popen]:  # type: ignore[type-arg]
+    """A containerd daemon with its own socket, root and state under ``root`` (CRI off); ready for ctr."""
+    root.mkdir(parents=True)
     sock = root / "sock"
     cfg = root / "config.toml"
     cfg.write_text(f'version = 2\nroot = "{root / "root"}"\nstate = "{root / "state"}"\n'
@@ -141,6 +139,13 @@ def containerd(tmp_path: Path) -> Iterator[Containerd]:
         if subprocess.run([*ctd.ctr, "version"], capture_output=True).returncode == 0:
             break
         time.sleep(0.05)
+    return ctd, proc
+
+
+@pytest.fixture
+def containerd(tmp_path: Path) -> Iterator[Containerd]:
+    _need("containerd", "ctr")
+    ctd, proc = start_containerd(tmp_path / "ctd")
     yield ctd
     proc.terminate()
     proc.wait(timeout=10)

@@ -193,3 +193,35 @@ def test_bad_input(tmp_path: Path, source_registry: Registry) -> None:
     assert code == 2 and "Invalid value for '--with'" in out
     code, out = run("enable", "--bundle", str(tmp_path / "missing.bundle"), "--kubeconfig", str(junk))
     assert code == 2 and "bundle not found" in out
+
+
+def test_arch_pinned_images_need_only_their_arch(registry: Registry, tmp_path: Path) -> None:
+    """An amd64-only image (like the ROCm device plugin) in an amd64,arm64 bundle: required only for amd64."""
+    import subprocess
+
+    from hybrid_knative.airgap.images import ImageRef
+    from hybrid_knative.errors import ConfigError
+    from hybrid_knative.progress import Status
+    from hybrid_knative.system.runner import Runner
+    from tests.airgap.tinyimages import write_image
+
+    image = "docker.io/rocm/k8s-device-plugin:1.31.0.9"
+    write_image(tmp_path / "layout", image, arches=("amd64",))
+    subprocess.run(["skopeo", "copy", "--quiet", "--all", "--preserve-digests", "--dest-tls-verify=false",
+                    f"oci:{tmp_path / 'layout'}:{image}", f"docker://{registry.host}/rocm/k8s-device-plugin:1.31.0.9"],
+                   check=True)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    ref = ImageRef.parse(image)
+    kw = {"upstream": [], "knative": ["1.23"], "components": {}, "runner": Runner(), "status": Status(verbosity=-1),
+          "source": bundle_mod.Source.parse(f"http://{registry.host}")}
+    with pytest.raises(ConfigError, match="has no linux/arm64 platform"):
+        bundle_mod.create(out_dir / "a.bundle", [ref], arches=("amd64", "arm64"), **kw)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="runs only on amd64, none of --arch arm64"):
+        bundle_mod.create(out_dir / "b.bundle", [ref], arches=("arm64",), only_on={ref: ("amd64",)},
+                          **kw)  # type: ignore[arg-type]
+    assert list(out_dir.iterdir()) == []
+    m = bundle_mod.create(out_dir / "c.bundle", [ref], arches=("amd64", "arm64"), only_on={ref: ("amd64",)},
+                          **kw)  # type: ignore[arg-type]
+    assert m.arches == ("amd64", "arm64") and set(m.images[0].platforms) == {"linux/amd64"}
+    assert bundle_mod.verify(out_dir / "c.bundle") == m

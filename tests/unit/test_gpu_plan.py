@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tests.harness import sysfs
+from tests.harness.validation import ManifestValidator, image_errors
 
 from hybrid_knative.addon import render
 from hybrid_knative.config import Config, KubeVersion
@@ -14,8 +16,6 @@ from hybrid_knative.install.context import HostFacts
 from hybrid_knative.kube.objects import images
 from hybrid_knative.progress import Status
 from hybrid_knative.system.gpu import detect
-from tests.harness import sysfs
-from tests.harness.validation import ManifestValidator, image_errors
 
 QUIET = Status(verbosity=-1)
 

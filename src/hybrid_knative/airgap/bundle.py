@@ -24,7 +24,7 @@ import shutil
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
@@ -186,10 +186,15 @@ def _dir_size(path: Path) -> int:
 
 def create(output: Path, images: Sequence[ImageRef], *, arches: Sequence[str], upstream: Sequence[tuple[str, Path]],
            knative: Sequence[str], components: dict[str, str], source: Source, runner: Runner,
-           status: Status, clock: Callable[[], float] = time.monotonic) -> BundleManifest:
+           status: Status, clock: Callable[[], float] = time.monotonic,
+           only_on: Mapping[ImageRef, Sequence[str]] | None = None) -> BundleManifest:
     """Pull ``images`` into one OCI layout, add ``upstream`` files (relative path, local file), write the tar
-    atomically at ``output``. Nothing is left at ``output`` (or beside it) on failure."""
+    atomically at ``output``. Nothing is left at ``output`` (or beside it) on failure.
+
+    ``only_on``: images that run only on some architectures (a ``kubernetes.io/arch`` node selector, e.g. the
+    amd64-only ROCm device plugin) must provide only the requested architectures among those."""
     arches = check_arches(arches)
+    needs = {image: _needed(image, arches, (only_on or {}).get(image)) for image in images}
     if not images:
         raise ConfigError("no images to bundle")
     if output.is_dir():
@@ -199,7 +204,7 @@ def create(output: Path, images: Sequence[ImageRef], *, arches: Sequence[str], u
     work = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     try:
         layout = work / OCI_DIR
-        records = _pull(layout, images, arches, source, runner, status, clock)
+        records = _pull(layout, images, arches, source, runner, status, clock, needs)
         manifests = _annotate_and_walk(layout, records)
         with status.step(f"Add {len(upstream)} pinned upstream files"):
             for rel, path in upstream:
@@ -217,8 +222,18 @@ def create(output: Path, images: Sequence[ImageRef], *, arches: Sequence[str], u
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _needed(image: ImageRef, arches: tuple[str, ...], only: Sequence[str] | None) -> tuple[str, ...]:
+    if only is None:
+        return arches
+    need = tuple(a for a in arches if a in only)
+    if not need:
+        raise ConfigError(f"image {image} runs only on {', '.join(only)}, none of --arch {','.join(arches)}",
+                          resolution=f"add {only[0]} to --arch, or leave out the option that brings this image")
+    return need
+
+
 def _pull(layout: Path, images: Sequence[ImageRef], arches: tuple[str, ...], source: Source, runner: Runner,
-          status: Status, clock: Callable[[], float]) -> list[BundleImage]:
+          status: Status, clock: Callable[[], float], needs: Mapping[ImageRef, tuple[str, ...]]) -> list[BundleImage]:
     records: list[BundleImage] = []
     started = clock()
     with status.step(f"Pull {len(images)} images for {', '.join(arches)} into one OCI layout"):
@@ -238,7 +253,7 @@ def _pull(layout: Path, images: Sequence[ImageRef], arches: tuple[str, ...], sou
             status.note(f"{index}/{len(images)} images, {_human(done)} so far, "
                         f"{_human(done / elapsed) + '/s, ' if elapsed > 0 else ''}ETA {eta:.0f}s")
             status.detail(f"pulled {image}")
-            records.append(_record(layout, image, ref_name, source, arches))
+            records.append(_record(layout, image, ref_name, source, needs.get(image, arches)))
     return records
 
 

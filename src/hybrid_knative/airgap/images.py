@@ -139,7 +139,7 @@ def images_in(objs: Iterable[Manifest]) -> list[ImageRef]:
     for obj in objs:
         for text in structured_images(obj) | scan_strings(obj):
             refs.add(ImageRef.parse(text))
-    return sorted(refs)
+    return sorted(refs, key=str)  # tag or digest may be None: the dataclass order cannot compare them
 
 
 def unlisted(objs: Iterable[Manifest], listed: Iterable[ImageRef]) -> list[tuple[str, str]]:

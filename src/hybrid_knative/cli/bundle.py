@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -13,13 +14,14 @@ from hybrid_knative import addon
 from hybrid_knative.airgap import bundle as bundle_mod
 from hybrid_knative.airgap.images import ImageRef, images_in, parse_image_list, unlisted
 from hybrid_knative.airgap.importer import Target, import_images
-from hybrid_knative.catalog import load_catalog
+from hybrid_knative.catalog import ComponentVersion, Release, UpstreamFile, load_catalog
 from hybrid_knative.cli.common import handle_errors, make_status, release_option, verbosity_options
 from hybrid_knative.config import Config, SnapPaths
 from hybrid_knative.errors import ConfigError, PermanentError
 from hybrid_knative.install import gpu as gpu_install
 from hybrid_knative.install.context import RenderContext
 from hybrid_knative.install.render import load_documents
+from hybrid_knative.kube.objects import Manifest
 from hybrid_knative.progress import Status
 from hybrid_knative.system.runner import Runner
 from hybrid_knative.upstream import PACKAGE_VENDOR_DIR, UpstreamStore, http_fetch
@@ -50,7 +52,7 @@ def bundle() -> None:
     """
 
 
-def derive_images(config: Config, status: Status) -> tuple[list[ImageRef], Any]:
+def derive_images(config: Config, status: Status) -> tuple[list[ImageRef], Release]:
     """Every image the rendered objects of ``config`` reference (all steps), checked complete."""
     catalog = load_catalog()
     release, rendered = addon.render(config, catalog.max_tested_kubernetes, status)
@@ -61,6 +63,70 @@ def derive_images(config: Config, status: Status) -> tuple[list[ImageRef], Any]:
         raise PermanentError("the image list misses images the rendered objects use",
                              details="\n".join(f"{w}: {i}" for w, i in missing))
     return found, release
+
+
+@dataclasses.dataclass(frozen=True)
+class BundleContents:
+    """What `bundle create` puts in a bundle: the images to pull and the pinned upstream files."""
+
+    release: Release
+    images: tuple[ImageRef, ...]  # sorted, de-duplicated
+    files: tuple[UpstreamFile, ...]
+    components: dict[str, str]  # component -> version (recorded in bundle.json)
+    only_on: dict[ImageRef, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # arch-pinned images
+
+
+def extra_objects(comp: ComponentVersion, rc: RenderContext) -> list[Manifest]:
+    """The objects of an optional component, as `enable` would render them."""
+    if comp.component == gpu_install.COMPONENT:  # tags pinned from the Helm values (the raw manifests float)
+        return gpu_install.render_device_plugin(rc)
+    out: list[Manifest] = []
+    for f in comp.files.values():
+        if f.path.endswith((".yaml", ".yml")):
+            out += load_documents(rc.store.read_text(f), source=f.path)
+    return out
+
+
+def arch_pinned(objs: Sequence[Manifest]) -> dict[ImageRef, tuple[str, ...]]:
+    """Images of pods that a ``kubernetes.io/arch`` node selector keeps on one architecture."""
+    out: dict[ImageRef, tuple[str, ...]] = {}
+    for obj in objs:
+        pod = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+        arch = (pod.get("nodeSelector") or {}).get("kubernetes.io/arch")
+        if isinstance(arch, str):
+            out.update({image: (arch,) for image in images_in([obj])})
+    return out
+
+
+def bundle_contents(config: Config, extras: Sequence[str] = (), *, store: UpstreamStore, status: Status,
+                    images_from: Path | None = None) -> BundleContents:
+    """The image list (derived from the rendered objects + MicroK8s's own + ``--with`` extras, or exactly
+    ``images_from``) and the upstream files of ``config``'s release, MicroK8s and the extras."""
+    unknown = [name for name in extras if name not in WITH_COMPONENTS]
+    if unknown:
+        raise ConfigError(f"unknown --with {unknown[0]!r}",
+                          resolution=f"choose from {', '.join(sorted(WITH_COMPONENTS))}")
+    if images_from is not None and not images_from.is_file():
+        raise ConfigError(f"image list not found: {images_from}", resolution="pass --images-from with an existing file")
+    catalog = load_catalog()
+    extra_comps = [catalog.extra_component(WITH_COMPONENTS[name]) for name in dict.fromkeys(extras)]
+    microk8s = catalog.extra_component("microk8s")
+    derived, release = derive_images(config, status)
+    if images_from is not None:
+        wanted = parse_image_list(images_from.read_text(), source=str(images_from))
+        only_on = {}
+    else:
+        own = parse_image_list(store.read_text(microk8s.file("images.txt")), source="microk8s/images.txt")
+        rc = RenderContext(config=config, release=release, kube_version=release.min_kubernetes, store=store)
+        objs = [o for comp in extra_comps for o in extra_objects(comp, rc)]
+        wanted = sorted({*derived, *own, *images_in(objs)}, key=str)  # key: tag or digest may be None
+        only_on = {image: arches for image, arches in arch_pinned(objs).items() if image not in {*derived, *own}}
+    files = (*(f for comp in release.components.values() for f in comp.files.values()),
+             *microk8s.files.values(), *(f for comp in extra_comps for f in comp.files.values()))
+    components = {name: c.version for name, c in release.components.items()}
+    components.update({c.component: c.version for c in (microk8s, *extra_comps)})
+    return BundleContents(release=release, images=tuple(wanted), files=files, components=components,
+                          only_on=only_on)
 
 
 @bundle.command()
@@ -89,34 +155,14 @@ def create(verbose: int, quiet: bool, output: Path, arches: tuple[str, ...], kna
     state = _state_dir()
     store = UpstreamStore(search_dirs=(PACKAGE_VENDOR_DIR,), cache_dir=state / "upstream-cache", fetch=http_fetch)
     config = Config(knative=knative or catalog.releases[0].line, state_dir=state)
-    extra_comps = [catalog.extra_component(WITH_COMPONENTS[name]) for name in extras]
-    microk8s = catalog.extra_component("microk8s")
     with status.step("List the images the install uses"):
-        derived, release = derive_images(config, status)
-        own = parse_image_list(store.read_text(microk8s.file("images.txt")), source="microk8s/images.txt")
-        extra_imgs: list[ImageRef] = []
-        for comp in extra_comps:
-            if comp.component == gpu_install.COMPONENT:  # images as rendered: tags pinned from the Helm values
-                rc = RenderContext(config=config, release=release, kube_version=release.min_kubernetes, store=store)
-                extra_imgs += images_in(gpu_install.render_device_plugin(rc))
-                continue
-            for f in comp.files.values():
-                if f.path.endswith((".yaml", ".yml")):
-                    extra_imgs += images_in(load_documents(store.read_text(f), source=f.path))
-        if images_from is not None:
-            if not images_from.is_file():
-                raise ConfigError(f"image list not found: {images_from}")
-            wanted = parse_image_list(images_from.read_text(), source=str(images_from))
-        else:
-            wanted = sorted({*derived, *own, *extra_imgs})
-        status.detail(f"{len(wanted)} images")
-    files = [*(f for comp in release.components.values() for f in comp.files.values()),
-             *microk8s.files.values(), *(f for comp in extra_comps for f in comp.files.values())]
-    upstream = [(f.path, store.path(f)) for f in files]
-    components = {name: c.version for name, c in release.components.items()}
-    components.update({c.component: c.version for c in (microk8s, *extra_comps)})
-    manifest = bundle_mod.create(output, wanted, arches=arches, upstream=upstream, knative=[release.line],
-                                 components=components, source=source, runner=Runner(), status=status)
+        contents = bundle_contents(config, extras, store=store, status=status, images_from=images_from)
+        status.detail(f"{len(contents.images)} images")
+    upstream = [(f.path, store.path(f)) for f in contents.files]
+    release = contents.release
+    manifest = bundle_mod.create(output, list(contents.images), arches=arches, upstream=upstream,
+                                 knative=[release.line], components=contents.components, source=source,
+                                 runner=Runner(), status=status, only_on=contents.only_on)
     click.echo(f"{output}: Knative {release.line}, {len(manifest.images)} images for {', '.join(arches)}, "
                f"{len(manifest.files)} files, {output.stat().st_size} bytes")
 
