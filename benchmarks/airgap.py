@@ -47,7 +47,7 @@ IMAGES: dict[str, str] = {  # image -> which shared base it is built on
     **{f"{KNATIVE}/serving/cmd/{c}:v1.23.0": "distroless" for c in
        ("activator", "autoscaler", "controller", "webhook", "queue")},
     f"{KNATIVE}/net-kourier/cmd/kourier:v1.23.0": "distroless",
-    "docker.io/envoyproxy/envoy:v1.37.0": "ubuntu",
+    "docker.io/envoyproxy/envoy:v1.37.2": "ubuntu",
     "registry.k8s.io/pause:3.10": "ubuntu",
 }
 

@@ -21,9 +21,9 @@ from hybrid_knative.catalog import load_catalog
 from hybrid_knative.dns import ingress
 from hybrid_knative.errors import HybridError, PermanentError
 from hybrid_knative.kube.api import KubeApi
-from hybrid_knative.kube.knative import SERVING, condition, describe, job_complete
+from hybrid_knative.kube.knative import SERVING, job_complete
 from hybrid_knative.kube.objects import ObjectRef, ref_of
-from hybrid_knative.kube.ready import deployment_available, service_endpoints_ready
+from hybrid_knative.kube.ready import condition, deployment_available, describe, service_endpoints_ready
 from hybrid_knative.kube.wait import WaitPolicy, retry, wait_all
 from hybrid_knative.system.http import HostProbes
 

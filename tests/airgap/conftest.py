@@ -21,7 +21,7 @@ pytestmark = pytest.mark.airgap
 IMAGES = (
     "gcr.io/knative-releases/knative.dev/serving/cmd/activator:v1.23.0",
     "gcr.io/knative-releases/knative.dev/serving/cmd/queue:v1.23.0",
-    "docker.io/envoyproxy/envoy:v1.37.0",
+    "docker.io/envoyproxy/envoy:v1.37.2",
     "registry.k8s.io/pause:3.10",
 )
 

@@ -51,7 +51,7 @@ def test_verify_and_inspect(made: Path) -> None:
     assert "OK" in out
     code, out = run("bundle", "inspect", str(made))
     assert code == 0, out
-    assert "docker.io/envoyproxy/envoy:v1.37.0" in out and "linux/arm64" in out and "microk8s/images.txt" in out
+    assert "docker.io/envoyproxy/envoy:v1.37.2" in out and "linux/arm64" in out and "microk8s/images.txt" in out
 
 
 def test_import_into_containerd_all_platforms_then_again_is_a_no_op(made: Path, containerd: Containerd,

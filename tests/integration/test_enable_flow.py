@@ -173,7 +173,7 @@ def test_server_at_1_33_gets_knative_1_21(make_cluster: Callable[..., Cluster]) 
     assert dep is not None and dep["metadata"]["labels"]["app.kubernetes.io/version"] == "1.21.3"
     gw = cluster.server.get("apps/v1", "deployments", "3scale-kourier-gateway", "kourier-system")
     assert gw is not None
-    assert gw["spec"]["template"]["spec"]["containers"][0]["image"] == "docker.io/envoyproxy/envoy:v1.36.0"
+    assert gw["spec"]["template"]["spec"]["containers"][0]["image"] == "docker.io/envoyproxy/envoy:v1.36.4"
 
 
 def test_foreign_knative_is_not_taken_over(cluster: Cluster) -> None:

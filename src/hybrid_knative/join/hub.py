@@ -389,9 +389,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _post(self) -> Reply:
         hub = self.server.hub
         source = str(self.client_address[0])
-        if self.path not in (protocol.PATH_HELLO, protocol.PATH_ENROL):
-            return Reply(404, {"error": "not found"})
         length_text = self.headers.get("Content-Length")
+        if self.path not in (protocol.PATH_HELLO, protocol.PATH_ENROL):
+            # read a (small) body first: closing a TLS socket with unread data resets the connection,
+            # and the client would lose the 404
+            if length_text is not None and length_text.isdigit() and int(length_text) <= protocol.MAX_BODY:
+                self.rfile.read(int(length_text))
+            return Reply(404, {"error": "not found"})
         if length_text is None or not length_text.isdigit():
             return Reply(411, {"error": "Content-Length required"})
         length = int(length_text)

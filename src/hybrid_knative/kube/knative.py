@@ -2,33 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from hybrid_knative.errors import PermanentError
 from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.objects import ObjectRef
+from hybrid_knative.kube.ready import condition, describe
 from hybrid_knative.kube.wait import Check
 
 SERVING = "serving.knative.dev/v1"
 EVENTING = "eventing.knative.dev/v1"
-
-
-def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any] | None:
-    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
-        if isinstance(cond, dict) and cond.get("type") == kind:
-            return cond
-    return None
-
-
-def describe(cond: dict[str, Any] | None, kind: str) -> str:
-    if cond is None:
-        return f"no {kind} condition yet"
-    text = f"{kind}={cond.get('status')}"
-    if cond.get("reason"):
-        text += f" ({cond['reason']})"
-    if cond.get("message"):
-        text += f": {cond['message']}"
-    return text
 
 
 def knative_ready(kube: KubeApi, ref: ObjectRef) -> Check:

@@ -9,14 +9,16 @@ from hybrid_knative.kube.objects import ObjectRef
 from hybrid_knative.kube.wait import Check
 
 
-def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
-    for cond in (obj.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == kind:
+def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any] | None:
+    """The status condition of type ``kind`` (None when the controller has not written it)."""
+    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if isinstance(cond, dict) and cond.get("type") == kind:
             return dict(cond)
     return None
 
 
-def _why(cond: dict[str, Any] | None, kind: str) -> str:
+def describe(cond: dict[str, Any] | None, kind: str) -> str:
+    """``Ready=False (Reason): message`` — the controller's own words, for errors and status."""
     if cond is None:
         return f"no {kind} condition yet"
     text = f"{kind}={cond.get('status')}"
@@ -27,6 +29,15 @@ def _why(cond: dict[str, Any] | None, kind: str) -> str:
     return text
 
 
+def _generation_pending(obj: dict[str, Any]) -> str | None:
+    """Status describes an older spec until the controller reports the current generation."""
+    generation = (obj.get("metadata") or {}).get("generation")
+    observed = (obj.get("status") or {}).get("observedGeneration")
+    if generation is not None and (observed is None or observed < generation):
+        return f"controller has not seen generation {generation} yet"
+    return None
+
+
 def crd_established(kube: KubeApi, name: str) -> Check:
     ref = ObjectRef("apiextensions.k8s.io/v1", "CustomResourceDefinition", None, name)
 
@@ -34,8 +45,8 @@ def crd_established(kube: KubeApi, name: str) -> Check:
         obj = kube.get(ref)
         if obj is None:
             return "not found"
-        cond = _condition(obj, "Established")
-        return None if cond and cond.get("status") == "True" else _why(cond, "Established")
+        cond = condition(obj, "Established")
+        return None if cond and cond.get("status") == "True" else describe(cond, "Established")
 
     return check
 
@@ -47,17 +58,16 @@ def deployment_available(kube: KubeApi, namespace: str, name: str) -> Check:
         obj = kube.get(ref)
         if obj is None:
             return "not found"
-        meta, status = obj.get("metadata") or {}, obj.get("status") or {}
-        generation, observed = meta.get("generation"), status.get("observedGeneration")
-        if generation is not None and observed is not None and observed < generation:
-            return f"controller has not seen generation {generation} yet"
-        cond = _condition(obj, "Available")
+        pending = _generation_pending(obj)
+        if pending:
+            return pending
+        cond = condition(obj, "Available")
         if cond and cond.get("status") == "True":
             return None
-        progressing = _condition(obj, "Progressing")
+        progressing = condition(obj, "Progressing")
         if progressing and progressing.get("reason") == "ProgressDeadlineExceeded":
-            return _why(progressing, "Progressing")
-        return _why(cond, "Available")
+            return describe(progressing, "Progressing")
+        return describe(cond, "Available")
 
     return check
 
@@ -98,10 +108,10 @@ def daemonset_ready(kube: KubeApi, namespace: str, name: str) -> Check:
         obj = kube.get(ref)
         if obj is None:
             return "not found"
-        meta, status = obj.get("metadata") or {}, obj.get("status") or {}
-        generation, observed = meta.get("generation"), status.get("observedGeneration")
-        if generation is not None and (observed is None or observed < generation):
-            return f"controller has not seen generation {generation} yet"
+        pending = _generation_pending(obj)
+        if pending:
+            return pending
+        status = obj.get("status") or {}
         desired = int(status.get("desiredNumberScheduled") or 0)
         ready_count = int(status.get("numberReady") or 0)
         updated = int(status.get("updatedNumberScheduled") or 0)

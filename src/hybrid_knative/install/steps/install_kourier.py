@@ -5,9 +5,8 @@ from __future__ import annotations
 from hybrid_knative.install.apply import apply_objects
 from hybrid_knative.install.context import Context, RenderContext
 from hybrid_knative.install.render import standard_transforms, upstream_objects
-from hybrid_knative.kube import ready
+from hybrid_knative.install.steps._workloads import wait_deployments
 from hybrid_knative.kube.objects import Manifest
-from hybrid_knative.kube.wait import wait_all
 
 NAME = "install_kourier"
 TITLE = "Install Kourier networking"
@@ -20,11 +19,5 @@ def render(rc: RenderContext) -> list[Manifest]:
 
 def run(ctx: Context, objs: list[Manifest]) -> None:
     apply_objects(ctx, NAME, objs)
-    checks = {
-        f"Deployment {o['metadata']['namespace']}/{o['metadata']['name']}":
-            ready.deployment_available(ctx.kube, o["metadata"]["namespace"], o["metadata"]["name"])
-        for o in objs if o["kind"] == "Deployment"
-    }
-    wait_all(checks, policy=ctx.waits, stats=ctx.stats, on_progress=ctx.status.note,
-             resolution="see `microk8s kubectl -n kourier-system get pods` and "
-             "`microk8s kubectl -n knative-serving get pods -l app=net-kourier-controller`")
+    wait_deployments(ctx, objs, resolution="see `microk8s kubectl -n kourier-system get pods` and "
+                     "`microk8s kubectl -n knative-serving get pods -l app=net-kourier-controller`")

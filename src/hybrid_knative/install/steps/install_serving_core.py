@@ -9,9 +9,8 @@ from __future__ import annotations
 from hybrid_knative.install.apply import apply_objects
 from hybrid_knative.install.context import Context, RenderContext
 from hybrid_knative.install.render import standard_transforms, upstream_objects, without_kinds
-from hybrid_knative.kube import ready
+from hybrid_knative.install.steps._workloads import wait_deployments, wait_webhook_endpoints
 from hybrid_knative.kube.objects import Manifest
-from hybrid_knative.kube.wait import wait_all
 
 NAME = "install_serving_core"
 TITLE = "Install Knative Serving core"
@@ -27,12 +26,7 @@ def render(rc: RenderContext) -> list[Manifest]:
 
 def run(ctx: Context, objs: list[Manifest]) -> None:
     apply_objects(ctx, NAME, objs)
-    deployments = [o["metadata"]["name"] for o in objs if o["kind"] == "Deployment"]
-    wait_all({f"Deployment {NAMESPACE}/{d}": ready.deployment_available(ctx.kube, NAMESPACE, d) for d in deployments},
-             policy=ctx.waits, stats=ctx.stats, on_progress=ctx.status.note,
-             resolution="see `microk8s kubectl -n knative-serving get pods` and "
-             "`microk8s kubectl -n knative-serving describe deployment NAME` (image pulls, resources)")
-    wait_all({f"Service {NAMESPACE}/webhook endpoints": ready.service_endpoints_ready(ctx.kube, NAMESPACE, "webhook")},
-             policy=ctx.waits, stats=ctx.stats, on_progress=ctx.status.note,
-             resolution="the Knative webhook pod is not serving; see "
-             "`microk8s kubectl -n knative-serving logs deploy/webhook`")
+    wait_deployments(ctx, objs, resolution="see `microk8s kubectl -n knative-serving get pods` and "
+                     "`microk8s kubectl -n knative-serving describe deployment NAME` (image pulls, resources)")
+    wait_webhook_endpoints(ctx, NAMESPACE, "webhook", resolution="the Knative webhook pod is not serving; see "
+                           "`microk8s kubectl -n knative-serving logs deploy/webhook`")
