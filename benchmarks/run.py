@@ -22,6 +22,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.harness.emulator import ApiServer, FakeController  # noqa: E402
 from tests.harness.knative import with_knative  # noqa: E402
+from tests.integration.conftest import seed_microk8s  # noqa: E402
 
 from hybrid_knative import addon  # noqa: E402
 from hybrid_knative.catalog import load_catalog  # noqa: E402
@@ -68,9 +69,12 @@ def bench_requests() -> None:
     with tempfile.TemporaryDirectory() as tmp, \
             ApiServer(version="1.34.2", controller=with_knative(FakeController())) as server:
         root = Path(tmp)
+        seed_microk8s(server)  # the node, CoreDNS and kube-dns every MicroK8s cluster has
         kubeconfig = server.write_kubeconfig(root / "kubeconfig")
+        (root / "host").mkdir()
         config = Config(kubeconfig=kubeconfig, state_dir=root / "state", marker=root / "marker",
-                        poll_interval=0.001, wait_timeout=30, offline=True, verify=False)
+                        poll_interval=0.001, wait_timeout=30, offline=True, verify=False, gpu="none",
+                        host_root=root / "host")  # never touch this machine's DNS settings
         fresh_total = 0
         for label in ("fresh install", "no-op re-run"):
             server.reset_requests()
