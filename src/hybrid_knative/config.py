@@ -136,6 +136,7 @@ class Config:
                 f"--timeout must be between 1 and 86400 seconds, got {self.wait_timeout:g}",
             )
         self._validate_dns()
+        self._validate_platform()
 
     def _validate_dns(self) -> None:
         from hybrid_knative.dns.names import DOMAIN_MODES, parse_ip, validate_domain
@@ -157,6 +158,8 @@ class Config:
             object.__setattr__(self, "ingress_ip", parse_ip(self.ingress_ip))
         for server in self.dns_servers:
             split_server(server)
+
+    def _validate_platform(self) -> None:
         if not _LABEL.fullmatch(self.broker_namespace):
             raise ConfigError(f"--broker-namespace {self.broker_namespace!r} is not a valid namespace name",
                               resolution="use an RFC 1123 label: lower-case letters, digits and '-', "
