@@ -79,12 +79,17 @@ def choose_release(catalog: Catalog, version: KubeVersion, config: Config, statu
     return release
 
 
+def render_context(config: Config, version: KubeVersion, status: Status,
+                   host: HostFacts | None = None) -> RenderContext:
+    release = choose_release(load_catalog(), version, config, status)
+    return RenderContext(config=config, release=release, kube_version=version, store=_store(config),
+                         host=host or HostFacts())
+
+
 def render(config: Config, version: KubeVersion, status: Status,
            host: HostFacts | None = None) -> tuple[Release, list[RenderedStep]]:
-    release = choose_release(load_catalog(), version, config, status)
-    host = host or HostFacts()
-    rc = RenderContext(config=config, release=release, kube_version=version, store=_store(config), host=host)
-    return release, render_plan(plan(config, host), rc)
+    rc = render_context(config, version, status, host)
+    return rc.release, render_plan(plan(config, rc.host), rc)
 
 
 def host_facts(config: Config, kube: KubeApi | None, status: Status) -> HostFacts:
@@ -137,17 +142,15 @@ def enable(config: Config, status: Status, *, kube: KubeApi | None = None, probe
     kube = kube or connect(config)
     version = kube.server_version()  # read-only preflight: nothing is written before this passes
     status.detail(f"API server {kube.server} runs Kubernetes {version}")
-    host = host_facts(config, kube, status)
-    release, rendered = render(config, version, status, host)
+    rc = render_context(config, version, status, host_facts(config, kube, status))
+    release, rendered = rc.release, render_plan(plan(config, rc.host), rc)
     status.info(f"Installing Knative {release.line} (Kubernetes {version.minor_version})")
     record = _record(config, kube)
     _check_conflicts(kube, record, config)
     record.release = release.line
     for r in rendered:  # CRD kinds must be known before their objects can be applied
         kube.register_crds(o for o in r.objects if o["kind"] == "CustomResourceDefinition")
-    ctx = Context(render=RenderContext(config=config, release=release, kube_version=version, store=_store(config),
-                                       host=host),
-                  kube=kube, record=record, status=status, runner=runner or Runner(), waits=_policy(config),
+    ctx = Context(render=rc, kube=kube, record=record, status=status, runner=runner or Runner(), waits=_policy(config),
                   probes=probes or HostProbes())
     writes_before = kube.counters.writes
     for r in rendered:

@@ -3,9 +3,8 @@ re-runs write nothing; `microk8s enable dns` rewriting the Corefile is repaired;
 
 from __future__ import annotations
 
-import dataclasses
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,28 +20,17 @@ from hybrid_knative.dns.names import DOMAIN_TEMPLATE, service_url
 from hybrid_knative.errors import PermanentError
 from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.progress import Status
-from hybrid_knative.system.runner import Result, Runner
+from tests.harness.runner import RecordingRunner
 from tests.harness.validation import ManifestValidator
 from tests.integration.conftest import CLUSTER_DNS_IP, NODE_IP, STOCK_COREFILE, Cluster
 
 pytestmark = pytest.mark.integration
 QUIET = Status(verbosity=-1)
 # part B's eventing and smoke-service steps are not what these tests are about
-ONLY_SERVING = {f.name: False for f in dataclasses.fields(Config) if f.name in ("eventing", "verify")}
+ONLY_SERVING = {"eventing": False, "verify": False}
 DROPIN = "etc/systemd/resolved.conf.d/hybrid-knative.conf"
 RESTART = ("systemctl", "restart", "systemd-resolved")
 
-
-@dataclasses.dataclass(frozen=True)
-class RecordingRunner(Runner):
-    """The systemctl boundary (no systemd here): records argv, runs nothing."""
-
-    calls: list[tuple[str, ...]] = dataclasses.field(default_factory=list)
-
-    def run(self, argv: Sequence[str | Path], **kwargs: Any) -> Result:
-        args = tuple(str(a) for a in argv)
-        self.calls.append(args)
-        return Result(args, 0, "", "")
 
 
 def config(cluster: Cluster, **overrides: Any) -> Config:

@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+
+from tests.harness.runner import RecordingRunner
 
 from hybrid_knative.dns import hostdns
-from hybrid_knative.system.runner import Result, Runner
-
-
-@dataclasses.dataclass(frozen=True)
-class RecordingRunner(Runner):
-    """The systemctl boundary: records argv instead of running it (no systemd here)."""
-
-    calls: list[tuple[str, ...]] = dataclasses.field(default_factory=list)
-
-    def run(self, argv: Sequence[str | Path], **kwargs: Any) -> Result:
-        args = tuple(str(a) for a in argv)
-        self.calls.append(args)
-        return Result(args, 0, "", "")
-
 
 EXPECTED = """\
 # Written by hybrid-knative: names under the Knative zone are answered by the cluster DNS.

@@ -85,3 +85,14 @@ def pin_images(obj: Manifest, pins: Mapping[str, str]) -> Manifest:
 
 def standard_transforms(objs: Iterable[Manifest], pins: Mapping[str, str]) -> list[Manifest]:
     return [pin_images(fix_pdb(o), pins) for o in objs]
+
+
+def component_objects(rc: RenderContext, component: str, filename: str, *, drop_crds: bool = False) -> list[Manifest]:
+    """One upstream file of a component with the standard transforms (PDB fix, the component's image pins).
+
+    ``drop_crds`` for core files that repeat the CRDs an earlier step applied and awaited.
+    """
+    objs = upstream_objects(rc, component, filename)
+    if drop_crds:
+        objs = without_kinds(objs, {"CustomResourceDefinition"})
+    return standard_transforms(objs, rc.release.component(component).image_pins)

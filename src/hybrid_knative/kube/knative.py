@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from hybrid_knative.errors import PermanentError
 from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.objects import ObjectRef
-from hybrid_knative.kube.ready import condition, describe
+from hybrid_knative.kube.ready import condition, describe, generation_pending, object_check
 from hybrid_knative.kube.wait import Check
 
 SERVING = "serving.knative.dev/v1"
@@ -15,28 +17,19 @@ EVENTING = "eventing.knative.dev/v1"
 def knative_ready(kube: KubeApi, ref: ObjectRef) -> Check:
     """Ready=True for the object's current generation (Knative's observedGeneration contract)."""
 
-    def check() -> str | None:
-        obj = kube.get(ref)
-        if obj is None:
-            return "not found"
-        generation = (obj.get("metadata") or {}).get("generation")
-        observed = (obj.get("status") or {}).get("observedGeneration")
-        if generation is not None and observed != generation:
-            return f"controller has not seen generation {generation} yet"
+    def judge(obj: dict[str, Any]) -> str | None:
+        pending = generation_pending(obj)
+        if pending:
+            return pending
         cond = condition(obj, "Ready")
         return None if cond is not None and cond.get("status") == "True" else describe(cond, "Ready")
 
-    return check
+    return object_check(kube, ref, judge)
 
 
 def job_complete(kube: KubeApi, namespace: str, name: str, *, what: str, resolution: str) -> Check:
     """Complete → ready; Failed → a PermanentError at once (no point waiting for the deadline)."""
-    ref = ObjectRef("batch/v1", "Job", namespace, name)
-
-    def check() -> str | None:
-        obj = kube.get(ref)
-        if obj is None:
-            return "not found"
+    def judge(obj: dict[str, Any]) -> str | None:
         done = condition(obj, "Complete")
         if done is not None and done.get("status") == "True":
             return None
@@ -46,4 +39,4 @@ def job_complete(kube: KubeApi, namespace: str, name: str, *, what: str, resolut
                                  resolution=resolution)
         return "running"
 
-    return check
+    return object_check(kube, ObjectRef("batch/v1", "Job", namespace, name), judge)

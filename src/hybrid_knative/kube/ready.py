@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from hybrid_knative.kube.api import KubeApi
@@ -29,7 +30,7 @@ def describe(cond: dict[str, Any] | None, kind: str) -> str:
     return text
 
 
-def _generation_pending(obj: dict[str, Any]) -> str | None:
+def generation_pending(obj: dict[str, Any]) -> str | None:
     """Status describes an older spec until the controller reports the current generation."""
     generation = (obj.get("metadata") or {}).get("generation")
     observed = (obj.get("status") or {}).get("observedGeneration")
@@ -38,27 +39,27 @@ def _generation_pending(obj: dict[str, Any]) -> str | None:
     return None
 
 
-def crd_established(kube: KubeApi, name: str) -> Check:
-    ref = ObjectRef("apiextensions.k8s.io/v1", "CustomResourceDefinition", None, name)
+def object_check(kube: KubeApi, ref: ObjectRef, judge: Callable[[dict[str, Any]], str | None]) -> Check:
+    """A Check that reads ``ref`` and lets ``judge`` decide; a missing object is "not found"."""
 
     def check() -> str | None:
         obj = kube.get(ref)
-        if obj is None:
-            return "not found"
-        cond = condition(obj, "Established")
-        return None if cond and cond.get("status") == "True" else describe(cond, "Established")
+        return "not found" if obj is None else judge(obj)
 
     return check
 
 
-def deployment_available(kube: KubeApi, namespace: str, name: str) -> Check:
-    ref = ObjectRef("apps/v1", "Deployment", namespace, name)
+def crd_established(kube: KubeApi, name: str) -> Check:
+    def judge(obj: dict[str, Any]) -> str | None:
+        cond = condition(obj, "Established")
+        return None if cond and cond.get("status") == "True" else describe(cond, "Established")
 
-    def check() -> str | None:
-        obj = kube.get(ref)
-        if obj is None:
-            return "not found"
-        pending = _generation_pending(obj)
+    return object_check(kube, ObjectRef("apiextensions.k8s.io/v1", "CustomResourceDefinition", None, name), judge)
+
+
+def deployment_available(kube: KubeApi, namespace: str, name: str) -> Check:
+    def judge(obj: dict[str, Any]) -> str | None:
+        pending = generation_pending(obj)
         if pending:
             return pending
         cond = condition(obj, "Available")
@@ -69,7 +70,7 @@ def deployment_available(kube: KubeApi, namespace: str, name: str) -> Check:
             return describe(progressing, "Progressing")
         return describe(cond, "Available")
 
-    return check
+    return object_check(kube, ObjectRef("apps/v1", "Deployment", namespace, name), judge)
 
 
 def service_endpoints_ready(kube: KubeApi, namespace: str, service: str) -> Check:
@@ -102,13 +103,8 @@ def gone(kube: KubeApi, ref: ObjectRef) -> Check:
 
 def daemonset_ready(kube: KubeApi, namespace: str, name: str) -> Check:
     """Rolled out on every node it selects (zero selected nodes counts as ready)."""
-    ref = ObjectRef("apps/v1", "DaemonSet", namespace, name)
-
-    def check() -> str | None:
-        obj = kube.get(ref)
-        if obj is None:
-            return "not found"
-        pending = _generation_pending(obj)
+    def judge(obj: dict[str, Any]) -> str | None:
+        pending = generation_pending(obj)
         if pending:
             return pending
         status = obj.get("status") or {}
@@ -119,18 +115,14 @@ def daemonset_ready(kube: KubeApi, namespace: str, name: str) -> Check:
             return None
         return f"{ready_count}/{desired} pods ready, {updated}/{desired} updated"
 
-    return check
+    return object_check(kube, ObjectRef("apps/v1", "DaemonSet", namespace, name), judge)
 
 
 def node_allocatable(kube: KubeApi, node: str, resource: str) -> Check:
     """The node offers at least one ``resource`` (e.g. amd.com/gpu) — a device plugin registered it."""
-    ref = ObjectRef("v1", "Node", None, node)
 
-    def check() -> str | None:
-        obj = kube.get(ref)
-        if obj is None:
-            return "node not found"
+    def judge(obj: dict[str, Any]) -> str | None:
         value = str(((obj.get("status") or {}).get("allocatable") or {}).get(resource, "0"))
         return None if value.isdigit() and int(value) > 0 else f"allocatable {resource} is {value}"
 
-    return check
+    return object_check(kube, ObjectRef("v1", "Node", None, node), judge)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from hybrid_knative.install.apply import apply_objects
 from hybrid_knative.install.context import Context, RenderContext
-from hybrid_knative.install.render import standard_transforms, upstream_objects, without_kinds
+from hybrid_knative.install.render import component_objects
 from hybrid_knative.install.steps._workloads import wait_deployments, wait_webhook_endpoints
 from hybrid_knative.kube.objects import Manifest
 
@@ -20,10 +20,8 @@ WEBHOOK_SERVICE = "eventing-webhook"
 
 
 def render(rc: RenderContext) -> list[Manifest]:
-    comp = rc.release.component("knative-eventing")
-    objs = upstream_objects(rc, "knative-eventing", "eventing-core.yaml")
     # eventing-core.yaml repeats the CRDs of eventing-crds.yaml (installed and awaited by the step before)
-    return standard_transforms(without_kinds(objs, {"CustomResourceDefinition"}), comp.image_pins)
+    return component_objects(rc, "knative-eventing", "eventing-core.yaml", drop_crds=True)
 
 
 def run(ctx: Context, objs: list[Manifest]) -> None:

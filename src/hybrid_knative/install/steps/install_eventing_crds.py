@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hybrid_knative.install.apply import apply_objects
 from hybrid_knative.install.context import Context, RenderContext
-from hybrid_knative.install.render import upstream_objects
+from hybrid_knative.install.render import component_objects
 from hybrid_knative.install.steps._workloads import wait_crds
 from hybrid_knative.kube.objects import Manifest
 
@@ -13,7 +13,7 @@ TITLE = "Install Knative Eventing CRDs"
 
 
 def render(rc: RenderContext) -> list[Manifest]:
-    return upstream_objects(rc, "knative-eventing", "eventing-crds.yaml")
+    return component_objects(rc, "knative-eventing", "eventing-crds.yaml")
 
 
 def run(ctx: Context, objs: list[Manifest]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hybrid_knative.install.apply import apply_objects
 from hybrid_knative.install.context import Context, RenderContext
-from hybrid_knative.install.render import standard_transforms, upstream_objects
+from hybrid_knative.install.render import component_objects
 from hybrid_knative.install.steps._workloads import wait_crds, wait_deployments, wait_webhook_endpoints
 from hybrid_knative.kube.objects import Manifest
 
@@ -15,8 +15,7 @@ WEBHOOK_SERVICE = "inmemorychannel-webhook"
 
 
 def render(rc: RenderContext) -> list[Manifest]:
-    comp = rc.release.component("knative-eventing")
-    return standard_transforms(upstream_objects(rc, "knative-eventing", "in-memory-channel.yaml"), comp.image_pins)
+    return component_objects(rc, "knative-eventing", "in-memory-channel.yaml")
 
 
 def run(ctx: Context, objs: list[Manifest]) -> None:

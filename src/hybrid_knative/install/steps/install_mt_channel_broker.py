@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hybrid_knative.install.apply import apply_objects
 from hybrid_knative.install.context import Context, RenderContext
-from hybrid_knative.install.render import standard_transforms, upstream_objects
+from hybrid_knative.install.render import component_objects
 from hybrid_knative.install.steps._workloads import wait_deployments
 from hybrid_knative.kube.objects import Manifest
 
@@ -13,8 +13,7 @@ TITLE = "Install the MT channel-based Broker"
 
 
 def render(rc: RenderContext) -> list[Manifest]:
-    comp = rc.release.component("knative-eventing")
-    return standard_transforms(upstream_objects(rc, "knative-eventing", "mt-channel-broker.yaml"), comp.image_pins)
+    return component_objects(rc, "knative-eventing", "mt-channel-broker.yaml")
 
 
 def run(ctx: Context, objs: list[Manifest]) -> None:
