@@ -39,7 +39,7 @@ def _cond(type_: str, status: str = "True", reason: str | None = None, message: 
 
 
 def _available(store: Store, namespace: str, name: str) -> bool:
-    dep = store.get("apps/v1", "deployments", name, namespace)
+    dep = store.peek("apps/v1", "deployments", name, namespace)
     for cond in ((dep or {}).get("status") or {}).get("conditions") or []:
         if cond.get("type") == "Available":
             return cond.get("status") == "True"
@@ -51,10 +51,10 @@ def _unprocessed(obj: dict[str, Any]) -> bool:
 
 
 def knative_url_host(store: Store, name: str, namespace: str) -> str:
-    domain_cm = store.get("v1", "configmaps", "config-domain", "knative-serving") or {}
+    domain_cm = store.peek("v1", "configmaps", "config-domain", "knative-serving") or {}
     domains = [k for k in (domain_cm.get("data") or {}) if k != "_example"]
     domain = domains[0] if domains else "svc.cluster.local"
-    network = store.get("v1", "configmaps", "config-network", "knative-serving") or {}
+    network = store.peek("v1", "configmaps", "config-network", "knative-serving") or {}
     template = (network.get("data") or {}).get("domain-template") or "{{.Name}}.{{.Namespace}}.{{.Domain}}"
     values = {"Name": name, "Namespace": namespace, "Domain": domain}
     return re.sub(r"\{\{\s*\.(\w+)\s*\}\}", lambda m: values.get(m.group(1), ""), template)
@@ -66,12 +66,12 @@ class KnativeBehaviour:
     broker_never_ready: bool = False
 
     def __call__(self, store: Store) -> None:
-        if store.get("apiextensions.k8s.io/v1", "customresourcedefinitions", "services.serving.knative.dev"):
-            for ksvc in store.list(SERVING, "services"):
+        if store.peek("apiextensions.k8s.io/v1", "customresourcedefinitions", "services.serving.knative.dev"):
+            for ksvc in store.view(SERVING, "services"):
                 if _unprocessed(ksvc):
                     self._reconcile_ksvc(store, ksvc)
-        if store.get("apiextensions.k8s.io/v1", "customresourcedefinitions", "brokers.eventing.knative.dev"):
-            for broker in store.list(EVENTING, "brokers"):
+        if store.peek("apiextensions.k8s.io/v1", "customresourcedefinitions", "brokers.eventing.knative.dev"):
+            for broker in store.view(EVENTING, "brokers"):
                 if _unprocessed(broker):
                     self._reconcile_broker(store, broker)
 

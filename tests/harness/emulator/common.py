@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -120,6 +121,7 @@ def _split_api_version(api_version: str) -> tuple[str, str]:
     return "", api_version
 
 
+@functools.lru_cache(maxsize=1024)
 def _res(api_version: str, plural: str) -> kmock.resource:
     group, version = _split_api_version(api_version)
     return kmock.resource(group=group, version=version, plural=plural)

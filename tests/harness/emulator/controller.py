@@ -58,9 +58,20 @@ class FakeController:
     reads: dict[str, int] = field(default_factory=dict, init=False)
     endpointslice_lists: int = field(default=0, init=False)
     _addresses: dict[tuple[str, str], str] = field(default_factory=dict, init=False, repr=False)
+    _fingerprint: tuple[Any, ...] = field(default=(), init=False, repr=False)
 
     def __call__(self, store: Store) -> None:
-        self.reconcile(store)
+        fingerprint = (
+            store.db.rv,
+            tuple(sorted(self.reads.items())),
+            self.endpointslice_lists,
+            tuple(sorted(self.never_ready)),
+            tuple(sorted(self.ready_after_reads.items())),
+            self.endpoints_after_lists,
+        )
+        if fingerprint != self._fingerprint:  # nothing changed since the last run: nothing to do
+            self.reconcile(store)
+            self._fingerprint = (store.db.rv, *fingerprint[1:])
         for hook in list(self.hooks):
             hook(store)
         if store.request is not None:
@@ -87,7 +98,7 @@ class FakeController:
     # -- CRDs ---------------------------------------------------------------------------------
 
     def _reconcile_crds(self, store: Store) -> None:
-        for crd in store.list("apiextensions.k8s.io/v1", "customresourcedefinitions"):
+        for crd in store.view("apiextensions.k8s.io/v1", "customresourcedefinitions"):
             name = crd["metadata"]["name"]
             spec = crd.get("spec") or {}
             names = dict(spec.get("names") or {})
@@ -137,7 +148,7 @@ class FakeController:
     # -- workloads ----------------------------------------------------------------------------
 
     def _reconcile_deployments(self, store: Store) -> None:
-        for deployment in store.list("apps/v1", "deployments"):
+        for deployment in store.view("apps/v1", "deployments"):
             meta = deployment["metadata"]
             name = meta["name"]
             replicas = int((deployment.get("spec") or {}).get("replicas", 1))
@@ -200,7 +211,7 @@ class FakeController:
                 store.set_status("apps/v1", "deployments", name, meta.get("namespace"), status)
 
     def _reconcile_daemonsets(self, store: Store) -> None:
-        for daemonset in store.list("apps/v1", "daemonsets"):
+        for daemonset in store.view("apps/v1", "daemonsets"):
             meta = daemonset["metadata"]
             ready = self.is_ready(meta["name"])
             status = {
@@ -215,7 +226,7 @@ class FakeController:
                 store.set_status("apps/v1", "daemonsets", meta["name"], meta.get("namespace"), status)
 
     def _reconcile_jobs(self, store: Store) -> None:
-        for job in store.list("batch/v1", "jobs"):
+        for job in store.view("batch/v1", "jobs"):
             meta = job["metadata"]
             if meta["name"] in self.never_ready:
                 status: dict[str, Any] = {
@@ -265,8 +276,8 @@ class FakeController:
         return int(port.get("port", 0))
 
     def _reconcile_endpoints(self, store: Store) -> None:
-        services = store.list("v1", "services")
-        workloads = [(kind, obj) for kind in ("deployments", "daemonsets") for obj in store.list("apps/v1", kind)]
+        services = store.view("v1", "services")
+        workloads = [(kind, obj) for kind in ("deployments", "daemonsets") for obj in store.view("apps/v1", kind)]
         wanted: set[tuple[str, str]] = set()
         for service in services:
             meta, spec = service["metadata"], service.get("spec") or {}
@@ -283,7 +294,7 @@ class FakeController:
             ]
             slice_name = f"{svc_name}-{_suffix(f'{namespace}/{svc_name}')}"
             wanted.add((namespace, slice_name))
-            existing = store.get("discovery.k8s.io/v1", "endpointslices", slice_name, namespace)
+            existing = store.peek("discovery.k8s.io/v1", "endpointslices", slice_name, namespace)
             if existing is None and (not matching or self.endpointslice_lists < self.endpoints_after_lists):
                 continue
             address = self._address(namespace, svc_name)
@@ -340,16 +351,16 @@ class FakeController:
                 "metadata": {"name": svc_name, "namespace": namespace},
                 "subsets": subsets,
             }
-            self._put_if_changed(store, "v1", "endpoints", store.get("v1", "endpoints", svc_name, namespace), legacy)
+            self._put_if_changed(store, "v1", "endpoints", store.peek("v1", "endpoints", svc_name, namespace), legacy)
         # Garbage-collect the slices of deleted services (ownerReferences).
-        for endpoint_slice in store.list("discovery.k8s.io/v1", "endpointslices"):
+        for endpoint_slice in store.view("discovery.k8s.io/v1", "endpointslices"):
             meta = endpoint_slice["metadata"]
             labels = meta.get("labels") or {}
             if labels.get(_LABEL_MANAGED_BY) != _ENDPOINTSLICE_CONTROLLER:
                 continue
             if (meta.get("namespace"), meta["name"]) not in wanted:
                 store.delete("discovery.k8s.io/v1", "endpointslices", meta["name"], meta.get("namespace"))
-                if store.get("v1", "services", labels.get(_LABEL_SERVICE_NAME, ""), meta.get("namespace")) is None:
+                if store.peek("v1", "services", labels.get(_LABEL_SERVICE_NAME, ""), meta.get("namespace")) is None:
                     store.delete("v1", "endpoints", labels.get(_LABEL_SERVICE_NAME, ""), meta.get("namespace"))
 
     @staticmethod

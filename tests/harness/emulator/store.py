@@ -503,6 +503,14 @@ class Store:
         selectors = _Selectors(labels=tuple(parse_label_selector(label_selector or "")))
         return [_copy(o) for o in self.db.iter(_res(api_version, plural), namespace) if selectors.match(o)]
 
+    def peek(self, api_version: str, plural: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        """The stored object itself, without a copy: read it, never modify it."""
+        return self.db.peek(_res(api_version, plural), namespace, name)
+
+    def view(self, api_version: str, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        """The stored objects themselves, without copies: read them, never modify them."""
+        return list(self.db.iter(_res(api_version, plural), namespace))
+
     def put(
         self, api_version: str, plural: str, obj: Mapping[str, Any], *, manager: str | None = None
     ) -> dict[str, Any]:
