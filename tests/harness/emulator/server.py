@@ -722,8 +722,14 @@ class ApiServer:
     """
 
     def __init__(
-        self, *, version: str = "1.34.2", controller: FakeController | None = None, namespaces: Iterable[str] = ()
+        self,
+        *,
+        version: str = "1.34.2",
+        controller: FakeController | None = None,
+        namespaces: Iterable[str] = (),
+        port: int = 0,
     ) -> None:
+        self.port = port
         self.version = version
         self.controller = controller
         self.url: str = ""
@@ -806,7 +812,7 @@ class ApiServer:
             runner = aiohttp.web.ServerRunner(server, shutdown_timeout=1.0)
             await runner.setup()
             try:
-                site = aiohttp.web.TCPSite(runner, _HOST, 0)
+                site = aiohttp.web.TCPSite(runner, _HOST, self.port)
                 await site.start()
                 port = runner.addresses[0][1]
                 self.url = f"http://{_HOST}:{port}"
@@ -870,8 +876,8 @@ class ApiServer:
     def list(self, api_version: str, plural: str, namespace: str | None = None) -> list[dict]:
         return self._call(lambda store: store.list(api_version, plural, namespace))
 
-    def put_object(self, api_version: str, plural: str, obj: dict) -> None:
-        self._call(lambda store: store.put(api_version, plural, obj))
+    def put_object(self, api_version: str, plural: str, obj: dict, *, manager: str | None = None) -> None:
+        self._call(lambda store: store.put(api_version, plural, obj, manager=manager))
 
     def set_status(self, api_version: str, plural: str, name: str, namespace: str | None, status: dict) -> None:
         self._call(lambda store: store.set_status(api_version, plural, name, namespace, status))
