@@ -15,6 +15,7 @@ from tests.harness.emulator.common import (
     _suffix,
     _without,
 )
+from tests.harness.emulator.pods import reconcile_deployment_pods, reconcile_job_pods
 from tests.harness.emulator.store import Store
 
 
@@ -31,6 +32,9 @@ def _workload_ready(kind: str, obj: Mapping[str, Any]) -> bool:
     return bool(desired) and status.get("numberReady", 0) >= desired
 
 
+_T = "2025-01-01T00:00:00Z"
+
+
 @dataclass
 class FakeController:
     """Writes status the way the real Kubernetes/Knative controllers would, deterministically.
@@ -41,7 +45,11 @@ class FakeController:
       emulator then does not serve their custom resources, like a real apiserver).
     * Deployments (and DaemonSets) become available once they have been read (GET by name,
       any namespace) ``ready_after_reads[name]`` times, i.e. the GET number N+1 sees them ready;
-      never_ready ones end in ``ProgressDeadlineExceeded``. Jobs complete (or fail if never_ready).
+      never_ready ones end in ``ProgressDeadlineExceeded``. Jobs complete, or fail like the Job
+      controller reports it (``BackoffLimitExceeded``) if named in ``failing_jobs`` (or never_ready).
+    * With ``pods`` (the default), Deployments get a ReplicaSet and Pods, Jobs get Pods, and all of
+      them the Events the controllers, the scheduler and the kubelet record (``pods.py``); the pods
+      of a never_ready Deployment report the kubelet's readiness-probe failures.
     * Services with a selector get an EndpointSlice (and a v1 Endpoints) once a ready Deployment/
       DaemonSet in their namespace has matching pod template labels and ``endpoints_after_lists``
       EndpointSlice LIST requests have been served (i.e. the LIST number N+1 sees it).
@@ -50,6 +58,8 @@ class FakeController:
     """
 
     never_ready: set[str] = field(default_factory=set)
+    failing_jobs: set[str] = field(default_factory=set)
+    pods: bool = True
     ready_after_reads: dict[str, int] = field(default_factory=dict)
     endpoints_after_lists: int = 0
     hooks: list[Callable[[Store], None]] = field(default_factory=list)
@@ -66,6 +76,7 @@ class FakeController:
             tuple(sorted(self.reads.items())),
             self.endpointslice_lists,
             tuple(sorted(self.never_ready)),
+            tuple(sorted(self.failing_jobs)),
             tuple(sorted(self.ready_after_reads.items())),
             self.endpoints_after_lists,
         )
@@ -209,6 +220,9 @@ class FakeController:
                 }
             if deployment.get("status") != status:
                 store.set_status("apps/v1", "deployments", name, meta.get("namespace"), status)
+            if self.pods:
+                failing = name in self.never_ready
+                reconcile_deployment_pods(store, deployment, ready=self.is_ready(name), failing=failing)
 
     def _reconcile_daemonsets(self, store: Store) -> None:
         for daemonset in store.view("apps/v1", "daemonsets"):
@@ -228,29 +242,44 @@ class FakeController:
     def _reconcile_jobs(self, store: Store) -> None:
         for job in store.view("batch/v1", "jobs"):
             meta = job["metadata"]
-            if meta["name"] in self.never_ready:
+            name = meta["name"]
+            failed = name in self.failing_jobs or name in self.never_ready
+            backoff_limit = int((job.get("spec") or {}).get("backoffLimit", 6))
+            if failed:
+                message = "Job has reached the specified backoff limit"
                 status: dict[str, Any] = {
-                    "failed": 1,
+                    "startTime": _T,
+                    "failed": backoff_limit + 1,
+                    "ready": 0,
+                    "terminating": 0,
+                    "uncountedTerminatedPods": {},
                     "conditions": [
-                        {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded"},
-                        {
-                            "type": "Failed",
-                            "status": "True",
-                            "reason": "BackoffLimitExceeded",
-                            "message": "Job has reached the specified backoff limit",
-                        },
+                        {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded",
+                         "message": message, "lastProbeTime": _T, "lastTransitionTime": _T},
+                        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                         "message": message, "lastProbeTime": _T, "lastTransitionTime": _T},
                     ],
                 }
             else:
+                message = "Reached expected number of succeeded pods"
                 status = {
+                    "startTime": _T,
+                    "completionTime": _T,
                     "succeeded": 1,
+                    "ready": 0,
+                    "terminating": 0,
+                    "uncountedTerminatedPods": {},
                     "conditions": [
-                        {"type": "SuccessCriteriaMet", "status": "True", "reason": "CompletionsReached"},
-                        {"type": "Complete", "status": "True", "reason": "CompletionsReached"},
+                        {"type": "SuccessCriteriaMet", "status": "True", "reason": "CompletionsReached",
+                         "message": message, "lastProbeTime": _T, "lastTransitionTime": _T},
+                        {"type": "Complete", "status": "True", "reason": "CompletionsReached",
+                         "message": message, "lastProbeTime": _T, "lastTransitionTime": _T},
                     ],
                 }
             if job.get("status") != status:
-                store.set_status("batch/v1", "jobs", meta["name"], meta.get("namespace"), status)
+                store.set_status("batch/v1", "jobs", name, meta.get("namespace"), status)
+            if self.pods:
+                reconcile_job_pods(store, job, failed=failed, backoff_limit=backoff_limit)
 
     # -- endpoints ----------------------------------------------------------------------------
 
