@@ -419,3 +419,33 @@ def test_deployments_get_pods_and_events() -> None:
         call(api, "DELETE", f"{PATHS['DEP']}/web")
         call(api, "GET", "/version")
         assert {p["metadata"]["name"].rsplit("-", 2)[0] for p in api.list("v1", "pods", NS)} == {"broken"}
+
+
+def test_knative_revisions_get_a_deployment_and_failing_ones_unready_pods() -> None:
+    from tests.harness.knative import SERVING, KnativeBehaviour, with_knative
+
+    behaviour = KnativeBehaviour(failing={"broken": ("ProgressDeadlineExceeded",
+                                                     "Initial scale was never achieved")})
+    with ApiServer(namespaces=[NS], controller=with_knative(FakeController(), behaviour)) as api:
+        crd = crd_body()
+        crd["metadata"]["name"] = "services.serving.knative.dev"
+        crd["spec"].update(group="serving.knative.dev", names={"kind": "Service", "plural": "services"})
+        crd["spec"]["versions"][0]["subresources"] = {"status": {}}
+        for extra in ("revisions", "configurations", "routes"):
+            api.put_object("apiextensions.k8s.io/v1", "customresourcedefinitions", {
+                **crd, "metadata": {"name": f"{extra}.serving.knative.dev"},
+                "spec": {**crd["spec"], "names": {"kind": extra[:-1].capitalize(), "plural": extra}}})
+        call(api, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+        for name in ("hello", "broken"):
+            body = {"apiVersion": SERVING, "kind": "Service", "metadata": {"name": name},
+                    "spec": {"template": {"spec": {"containers": [{"image": "ghcr.io/acme/hello:v1"}]}}}}
+            assert call(api, "POST", f"/apis/serving.knative.dev/v1/namespaces/{NS}/services", body)[0] == 201
+        call(api, "GET", "/version")
+        call(api, "GET", "/version")
+        idle = api.get("apps/v1", "deployments", "hello-00001-deployment", NS)
+        assert idle is not None and idle["spec"]["replicas"] == 0  # scaled to zero: no pods
+        pods = api.list("v1", "pods", NS)
+        assert {p["metadata"]["labels"]["serving.knative.dev/revision"] for p in pods} == {"broken-00001"}
+        assert [c["name"] for c in pods[0]["spec"]["containers"]] == ["user-container", "queue-proxy"]
+        assert events_of(api, pods[0]["metadata"]["name"])["Unhealthy"] == (
+            "Warning", "Readiness probe failed: HTTP probe failed with statuscode: 503")
