@@ -177,14 +177,26 @@ def test_server_at_1_33_gets_knative_1_21(make_cluster: Callable[..., Cluster]) 
 
 
 def test_foreign_knative_is_not_taken_over(cluster: Cluster) -> None:
+    # a Knative someone installed with `kubectl apply` (its fields owned by kubectl's field manager)
+    kubectl = "kubectl-client-side-apply"
     cluster.server.put_object("v1", "namespaces", {
-        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "knative-serving"}})
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "knative-serving"}}, manager=kubectl)
+    cluster.server.put_object("v1", "serviceaccounts", {
+        "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {
+            "name": "controller", "namespace": "knative-serving",
+            "labels": {"app.kubernetes.io/name": "knative-serving", "app.kubernetes.io/version": "1.20.0"}}},
+        manager=kubectl)
     cluster.server.reset_requests()
     with pytest.raises(ConfigError, match="not by hybrid-knative"):
         addon.enable(cluster.config(), QUIET)
     assert cluster.server.writes() == []
-    addon.enable(cluster.config(adopt=True), QUIET)
+    addon.enable(cluster.config(adopt=True), QUIET)  # server-side apply must force: kubectl owns the label
     assert cluster.marker.is_file()
+    sa = cluster.server.get("v1", "serviceaccounts", "controller", "knative-serving")
+    assert sa is not None and sa["metadata"]["labels"]["app.kubernetes.io/version"] == "1.23.0"
+    owned = {e["manager"]: e["fieldsV1"]["f:metadata"].get("f:labels", {}) for e in sa["metadata"]["managedFields"]}
+    assert "f:app.kubernetes.io/version" in owned["hybrid-knative"]
+    assert "f:app.kubernetes.io/version" not in owned.get(kubectl, {})
 
 
 def test_health_after_enable(cluster: Cluster) -> None:
