@@ -28,6 +28,9 @@ FORBIDDEN: dict[str, set[str]] = {
     "progress": {"cli", "addon", "install", "kube", "system", "join"},
     "bootstrap": {"cli", "addon", "install", "kube", "join"},
     "snaphooks": {"cli", "addon", "install", "kube"},
+    "platform": {"cli", "addon", "install", "components", "join", "airgap"},
+    "manifests": {"cli", "addon", "install", "components", "platform", "join", "airgap"},
+    "options": {"cli", "addon", "install", "kube", "system", "join", "config", "components", "platform"},
 }
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from hybrid_knative.components.dns.configure_cluster_dns import remove_block
+from hybrid_knative.components.dns.configure_host_dns import remove_dropin
 from hybrid_knative.dns import state
-from hybrid_knative.install.steps.configure_cluster_dns import remove_block
-from hybrid_knative.install.steps.configure_host_dns import remove_dropin
 from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.wait import WaitPolicy, WaitStats
 from hybrid_knative.progress import Status

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from hybrid_knative.airgap.bundle import unpack
 from hybrid_knative.airgap.importer import Target, import_images
-from hybrid_knative.install.context import Context, RenderContext
 from hybrid_knative.kube.objects import Manifest
+from hybrid_knative.platform.context import Context, RenderContext
 
 NAME = "import_images"
 TITLE = "Import the bundle's images"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime
 
-from hybrid_knative.install.context import Context, RenderContext
 from hybrid_knative.kube.objects import Manifest
+from hybrid_knative.platform.context import Context, RenderContext
 from hybrid_knative.system.files import atomic_write
 
 NAME = "mark_enabled"
