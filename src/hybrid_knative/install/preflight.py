@@ -3,15 +3,18 @@ supports, conflicts with other installs, room for the platform (CPU, memory, arc
 
 from __future__ import annotations
 
+import dataclasses
 import socket
+from collections.abc import Sequence
 
 from hybrid_knative.airgap.bundle import read_manifest as read_bundle_manifest
 from hybrid_knative.airgap.bundle import unpack as unpack_bundle
 from hybrid_knative.catalog import Catalog, Release, load_catalog
 from hybrid_knative.config import Config, KubeVersion
 from hybrid_knative.errors import ConfigError
+from hybrid_knative.install.profiles import cpu_millis, footprint, memory_mib
 from hybrid_knative.kube.api import KubeApi
-from hybrid_knative.kube.objects import ObjectRef
+from hybrid_knative.kube.objects import Manifest, ObjectRef
 from hybrid_knative.platform.context import HostFacts, RenderContext
 from hybrid_knative.platform.record import Record
 from hybrid_knative.progress import Status
@@ -89,4 +92,70 @@ def check_conflicts(kube: KubeApi, record: Record, config: Config) -> None:
             details="the namespace knative-serving exists and there is no hybrid-knative record of it",
             resolution="remove the other install first (the community addon: `sudo microk8s disable knative`), "
             "or pass --adopt to let hybrid-knative take it over",
+        )
+
+
+SUPPORTED_ARCHES = ("amd64", "arm64")  # Knative, Kourier and Envoy images exist for these (knative-notes.md)
+
+
+@dataclasses.dataclass(frozen=True)
+class Capacity:
+    """What the schedulable nodes can still hold: allocatable minus the requests of running pods."""
+
+    cpu_millis: float
+    memory_mib: float
+    nodes: int
+
+    def __str__(self) -> str:
+        return f"{self.cpu_millis / 1000:.2f} CPU / {self.memory_mib / 1024:.2f} GiB free on {self.nodes} node(s)"
+
+
+def free_capacity(kube: KubeApi) -> Capacity | None:
+    """Allocatable CPU/memory of schedulable nodes minus the requests of their non-terminated pods; None
+    when the nodes do not report allocatable resources."""
+    nodes = [n for n in kube.list("v1", "Node") if not (n.get("spec") or {}).get("unschedulable")]
+    allocatable = [(n.get("status") or {}).get("allocatable") or {} for n in nodes]
+    if not nodes or not all("cpu" in a and "memory" in a for a in allocatable):
+        return None
+    names = {n["metadata"]["name"] for n in nodes}
+    cpu = sum(cpu_millis(a["cpu"]) for a in allocatable)
+    mem = sum(memory_mib(a["memory"]) for a in allocatable)
+    for pod in kube.list("v1", "Pod"):
+        spec, phase = pod.get("spec") or {}, (pod.get("status") or {}).get("phase")
+        if phase in ("Succeeded", "Failed") or spec.get("nodeName") not in names:
+            continue
+        for c in spec.get("containers") or []:
+            requests = (c.get("resources") or {}).get("requests") or {}
+            cpu -= cpu_millis(requests["cpu"]) if "cpu" in requests else 0
+            mem -= memory_mib(requests["memory"]) if "memory" in requests else 0
+    return Capacity(cpu_millis=cpu, memory_mib=mem, nodes=len(nodes))
+
+
+def check_room(kube: KubeApi, objs: Sequence[Manifest], record: Record, status: Status) -> None:
+    """Refuse, with numbers, when no node runs a supported architecture or the schedulable nodes cannot
+    hold the requests of what enable would start. A re-run (a record exists) is not checked: its own
+    pods already count as used."""
+    nodes = kube.list("v1", "Node")
+    arches = {str(((n.get("status") or {}).get("nodeInfo") or {}).get("architecture")
+                  or ((n.get("metadata") or {}).get("labels") or {}).get("kubernetes.io/arch") or "")
+              for n in nodes} - {""}
+    if arches and not arches & set(SUPPORTED_ARCHES):
+        raise ConfigError("no node runs an architecture Knative publishes images for",
+                          details=f"node architectures: {', '.join(sorted(arches))}",
+                          resolution=f"add a node running one of: {', '.join(SUPPORTED_ARCHES)}")
+    if len(record):
+        return
+    need = footprint(objs)
+    free = free_capacity(kube)
+    if free is None:
+        status.detail("nodes report no allocatable resources: capacity not checked")
+        return
+    status.detail(f"needs {need}; {free}")
+    if need.cpu_millis > free.cpu_millis or need.memory_mib > free.memory_mib:
+        raise ConfigError(
+            "the cluster cannot hold the platform",
+            details=f"enable would request {need.cpu_millis / 1000:.2f} CPU and {need.memory_mib / 1024:.2f} GiB "
+            f"of memory ({need.pods} pods); {free}",
+            resolution="use `--profile edge` (single replicas, low requests), skip Eventing with --no-eventing, "
+            "free resources, or join another node",
         )

@@ -5,18 +5,17 @@ from __future__ import annotations
 import dataclasses
 
 from hybrid_knative.catalog import Release
-from hybrid_knative.components.gpu_nvidia import enable_nvidia_addon
 from hybrid_knative.components.smoke import verify_smoke_service
-from hybrid_knative.config import Config
+from hybrid_knative.config import ClusterTarget, Config
 from hybrid_knative.install.plan import plan, render_plan
-from hybrid_knative.install.preflight import check_conflicts, host_facts, render_context
-from hybrid_knative.install.undo_dns import undo_dns
+from hybrid_knative.install.preflight import check_conflicts, check_room, host_facts, render_context
 from hybrid_knative.kube import ready
 from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.objects import ObjectRef
 from hybrid_knative.kube.wait import WaitPolicy, WaitStats, retry, wait_all
 from hybrid_knative.platform.context import Context
-from hybrid_knative.platform.record import Record, record_path
+from hybrid_knative.platform.record import NAMESPACE_REF, Record, record_path
+from hybrid_knative.platform.undo import take_back
 from hybrid_knative.progress import Status
 from hybrid_knative.system.http import HostProbes
 from hybrid_knative.system.runner import Runner
@@ -33,18 +32,19 @@ class Outcome:
     smoke_url: str | None = None  # the verified smoke service's URL (enable with verify)
 
 
-def wait_policy(config: Config) -> WaitPolicy:
+def wait_policy(config: ClusterTarget) -> WaitPolicy:
     return WaitPolicy(timeout=config.wait_timeout, interval=config.poll_interval,
                       max_interval=max(config.poll_interval, min(5.0, config.wait_timeout / 10)))
 
 
-def connect(config: Config) -> KubeApi:
+def connect(config: ClusterTarget) -> KubeApi:
     return KubeApi.connect(config.effective_kubeconfig, config.context)
 
 
-def load_record(config: Config, kube: KubeApi) -> Record:
+def load_record(config: ClusterTarget, kube: KubeApi) -> Record:
+    """The cluster's record (ConfigMap hybrid-knative-system/hybrid-knative-record); the local file is a cache."""
     path = record_path(config.effective_state_dir, kube.server, kube.context)
-    return Record.load(path, server=kube.server)
+    return Record.load(path, server=kube.server, cluster=kube)
 
 
 def enable(config: Config, status: Status, *, kube: KubeApi | None = None, probes: HostProbes | None = None,
@@ -57,6 +57,7 @@ def enable(config: Config, status: Status, *, kube: KubeApi | None = None, probe
     status.info(f"Installing Knative {release.line} (Kubernetes {version.minor_version})")
     record = load_record(config, kube)
     check_conflicts(kube, record, config)
+    check_room(kube, [o for r in rendered if r.step.applies for o in r.objects], record, status)
     record.release = release.line
     for r in rendered:  # CRD kinds must be known before their objects can be applied
         kube.register_crds(o for o in r.objects if o["kind"] == "CustomResourceDefinition")
@@ -65,18 +66,23 @@ def enable(config: Config, status: Status, *, kube: KubeApi | None = None, probe
     writes_before = kube.counters.writes
     for r in rendered:
         with status.step(r.step.title):
-            r.step.run(dataclasses.replace(ctx, component=r.step.component, step=r.step.name), r.objects)
+            try:
+                r.step.run(dataclasses.replace(ctx, component=r.step.component, step=r.step.name), r.objects)
+            finally:
+                record.save()  # once per step, also when it failed half-way (disable must find what it applied)
     return Outcome(release=release, written=kube.counters.writes - writes_before, stats=ctx.stats, kube=kube,
                    smoke_url=verify_smoke_service.smoke_url(kube) if config.verify else None)
 
 
-def disable(config: Config, status: Status, *, kube: KubeApi | None = None, runner: Runner | None = None) -> Outcome:
+def disable(config: ClusterTarget, status: Status, *, kube: KubeApi | None = None,
+            runner: Runner | None = None) -> Outcome:
+    """Take back every recorded change (newest first), delete every recorded object (reverse rank order),
+    then the record itself. Works from any node: the record is read from the cluster."""
     marker = config.effective_marker
     with status.step("Mark hybrid-knative disabled"):
         marker.unlink(missing_ok=True)  # first: MicroK8s must never see "enabled" while we tear down
     kube = kube or connect(config)
     record = load_record(config, kube)
-    undo_dns(kube, record.path, status, runner=runner or Runner(), policy=wait_policy(config), stats=WaitStats())
     if not len(record):
         status.info("Nothing recorded for this cluster: nothing to remove")
         return Outcome(kube=kube)
@@ -84,17 +90,16 @@ def disable(config: Config, status: Status, *, kube: KubeApi | None = None, runn
     stats = WaitStats()
     entries = record.delete_order()
     writes_before = kube.counters.writes
-    if record.undos:
-        with status.step(f"Take back {len(record.undos)} changes to objects hybrid-knative does not own"):
-            for undo in record.undos:
-                kube.register_kind(undo.ref.api_version, undo.ref.kind, undo.plural, namespaced=undo.namespaced)
-                if kube.get(undo.ref) is not None:
-                    retry(lambda u=undo: kube.merge_patch(u.ref, u.patch), policy=policy,  # type: ignore[misc]
-                          what=f"restore {undo.ref} ({undo.key})", stats=stats)
-                record.remove_undo(undo.ref, undo.key)
-                status.detail(f"restored {undo.ref} ({undo.key})")
+    undos = record.undos
+    if undos:
+        with status.step(f"Take back {len(undos)} changes to things hybrid-knative does not own"):
+            for undo in undos:  # idempotent: an interrupted disable re-runs them harmlessly
+                changed = take_back(undo, kube=kube, runner=runner or Runner(), status=status, policy=policy,
+                                    stats=stats)
+                record.remove_undo(undo.key)
+                status.detail(f"{'took back' if changed else 'nothing to take back for'} {undo.key}")
+    awaited: list[ObjectRef] = []
     with status.step(f"Remove {len(entries)} objects hybrid-knative created"):
-        awaited: list[ObjectRef] = []
         for index, entry in enumerate(entries, start=1):
             kube.register_kind(entry.ref.api_version, entry.ref.kind, entry.plural, namespaced=entry.namespaced)
             status.note(f"deleting {index}/{len(entries)}: {entry.ref}")
@@ -104,17 +109,11 @@ def disable(config: Config, status: Status, *, kube: KubeApi | None = None, runn
                 awaited.append(entry.ref)
             record.remove(entry.ref)
             status.detail(f"deleted {entry.ref}")
-    if awaited:
-        with status.step("Wait for namespaces and CRDs to be gone"):
-            wait_all({str(ref): ready.gone(kube, ref) for ref in awaited}, policy=policy, stats=stats,
-                     on_progress=status.note,
-                     resolution="something holds a finalizer; see `microk8s kubectl get ns` and "
-                     "`microk8s kubectl get crd | grep knative`")
-    nvidia = config.effective_state_dir / enable_nvidia_addon.MARKER
-    if nvidia.exists():
-        status.info("NVIDIA support came from MicroK8s's nvidia addon and is left enabled (other workloads may "
-                    "use it); to remove it too: sudo microk8s disable nvidia")
-        nvidia.unlink()
+        record.clear()  # the record in the cluster, its namespace, the local cache
+        awaited.append(NAMESPACE_REF)
+    with status.step("Wait for namespaces and CRDs to be gone"):
+        wait_all({str(ref): ready.gone(kube, ref) for ref in awaited}, policy=policy, stats=stats,
+                 on_progress=status.note,
+                 resolution="something holds a finalizer; see `microk8s kubectl get ns` and "
+                 "`microk8s kubectl get crd | grep knative`")
     return Outcome(written=kube.counters.writes - writes_before, stats=stats, kube=kube)
-
-

@@ -6,7 +6,7 @@ import dataclasses
 
 from hybrid_knative import components
 from hybrid_knative.catalog import Release, load_catalog
-from hybrid_knative.config import Config
+from hybrid_knative.config import ClusterTarget
 from hybrid_knative.dns import ingress
 from hybrid_knative.errors import HybridError
 from hybrid_knative.install.run import connect, load_record
@@ -103,7 +103,7 @@ class Health:
         return self.enabled and all(c.ready for c in self.components) and all(r.ready for r in self.table)
 
 
-def health(config: Config, *, kube: KubeApi | None = None) -> Health:
+def health(config: ClusterTarget, *, kube: KubeApi | None = None) -> Health:
     kube = kube or connect(config)
     kube.server_version()
     record = load_record(config, kube)

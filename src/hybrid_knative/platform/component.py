@@ -12,8 +12,10 @@ from types import ModuleType
 from typing import Protocol
 
 from hybrid_knative.config import Config
+from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.objects import Manifest
 from hybrid_knative.platform.context import Context, HostFacts, RenderContext
+from hybrid_knative.platform.preview import Change
 
 LAST = "*"  # in ``after``: run after every component that does not itself say "*" (e.g. the smoke test)
 
@@ -38,6 +40,10 @@ class StepModule(Protocol):
     def run(self, ctx: Context, objs: list[Manifest]) -> None: ...
 
 
+# A step module may also define ``preview(rc, kube) -> list[Change]`` (platform/preview.py): patches to
+# objects it does not own, host files with their content, commands — whatever `plan` must show.
+
+
 @dataclasses.dataclass(frozen=True)
 class Step:
     """One install step: ``render`` is pure (plan shows its objects), ``run`` acts through the Context."""
@@ -48,10 +54,13 @@ class Step:
     run: Callable[[Context, list[Manifest]], None]
     applies: bool = True  # False: its objects are patches onto objects it does not own (shown, never recorded)
     component: str = ""  # filled in by the registry
+    # optional: what `plan` shows besides the rendered objects (host files, commands, live patches)
+    preview: Callable[[RenderContext, KubeApi | None], list[Change]] | None = None
 
     @classmethod
     def of(cls, module: ModuleType | StepModule, *, applies: bool = True) -> Step:
-        return cls(module.NAME, module.TITLE, module.render, module.run, applies)
+        return cls(module.NAME, module.TITLE, module.render, module.run, applies,
+                   preview=getattr(module, "preview", None))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,19 +5,21 @@ enable dns` rewrote the Corefile; `disable` cuts exactly this block out again.""
 
 from __future__ import annotations
 
-import dataclasses
-
-from hybrid_knative.dns import corefile, ingress, state
+from hybrid_knative.dns import corefile, ingress
 from hybrid_knative.dns.names import domain_for
 from hybrid_knative.errors import PermanentError
 from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.objects import Manifest
-from hybrid_knative.kube.wait import WaitPolicy, WaitStats, retry
+from hybrid_knative.kube.wait import retry
 from hybrid_knative.platform.context import Context, RenderContext
+from hybrid_knative.platform.preview import Change, live_get, planned_ingress_ip, unified
+from hybrid_knative.platform.record import CorefileBlock, Undo
+from hybrid_knative.platform.undo import take_back_now
 
 NAME = "configure_cluster_dns"
 TITLE = "Answer the Knative zone in the cluster DNS (CoreDNS)"
 KEY = "Corefile"
+UNDO_KEY = "corefile-block kube-system/coredns"
 
 
 def render(rc: RenderContext) -> list[Manifest]:
@@ -25,13 +27,9 @@ def render(rc: RenderContext) -> list[Manifest]:
 
 
 def run(ctx: Context, objs: list[Manifest]) -> None:
-    path = state.state_path(ctx.record.path)
-    current = state.load(path)
     if ctx.config.domain_mode != "local":
         # public DNS answers magic and custom names; take out a block an earlier local-mode run added
-        if current.corefile:
-            remove_block(ctx.kube, policy=ctx.waits, stats=ctx.stats)
-            state.save(path, dataclasses.replace(current, corefile=False))
+        take_back_now(ctx, UNDO_KEY)
         ctx.status.detail("not in local mode: CoreDNS left as it is")
         return
     zone = domain_for("local", domain=ctx.config.domain, ingress_ip=None)
@@ -46,8 +44,9 @@ def run(ctx: Context, objs: list[Manifest]) -> None:
                              resolution="enable MicroK8s's DNS addon (`sudo microk8s enable dns`), then re-run")
     text = str(live["data"][KEY])
     wanted = corefile.ensure(text, zone, ip)
-    if not current.corefile:  # remember before writing: a crash in between must still be undone
-        state.save(path, dataclasses.replace(current, corefile=True))
+    # remember before writing: a crash in between must still be undone
+    ctx.record.put_undo(Undo(UNDO_KEY, CorefileBlock(ingress.COREDNS.namespace or "kube-system", ingress.COREDNS.name),
+                             step=NAME, component=ctx.component))
     if wanted == text:
         ctx.status.detail(f"unchanged {ingress.COREDNS}: the {zone} block is in place")
         return
@@ -56,15 +55,19 @@ def run(ctx: Context, objs: list[Manifest]) -> None:
     ctx.status.detail(f"patched {ingress.COREDNS}: server block for {zone} → {ip}")
 
 
-def remove_block(kube: KubeApi, *, policy: WaitPolicy, stats: WaitStats) -> bool:
-    """Cut our server block out of the live Corefile (the ConfigMap itself stays); True if written."""
-    live = kube.get(ingress.COREDNS)
+def preview(rc: RenderContext, kube: KubeApi | None) -> list[Change]:
+    """The CoreDNS server block: the resulting Corefile and a diff against the live one."""
+    if rc.config.domain_mode != "local":
+        return []
+    zone = domain_for("local", domain=rc.config.domain, ingress_ip=None)
+    assert zone is not None
+    ip = planned_ingress_ip(rc.config.ingress_ip, kube)
+    live = live_get(kube, ingress.COREDNS)
     text = ((live or {}).get("data") or {}).get(KEY)
+    target = f"{ingress.COREDNS} ({KEY}: server block for {zone} → {ip})"
     if not isinstance(text, str):
-        return False
-    left = corefile.without_ours(text)
-    if left == text:
-        return False
-    retry(lambda: kube.merge_patch(ingress.COREDNS, {"data": {KEY: left}}), policy=policy,
-          what=f"restore {ingress.COREDNS}", stats=stats)
-    return True
+        return [Change("patch", target, corefile.zone_block(zone, ip),
+                       "" if kube is None else "update", "")]
+    wanted = corefile.ensure(text, zone, ip)
+    return [Change("patch", target, wanted, "unchanged" if wanted == text else "update",
+                   unified(text, wanted, KEY))]

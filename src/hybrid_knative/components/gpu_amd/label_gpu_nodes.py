@@ -11,11 +11,11 @@ from hybrid_knative.errors import PermanentError
 from hybrid_knative.kube.objects import Manifest, ref_of
 from hybrid_knative.kube.wait import retry
 from hybrid_knative.platform.context import Context, RenderContext
-from hybrid_knative.platform.record import Undo
+from hybrid_knative.platform.record import NodeLabels, Undo
 
 NAME = "label_gpu_nodes"
 TITLE = "Label this node with its GPU facts"
-UNDO_KEY = "gpu-labels"
+UNDO_KEY = "node-labels gpu"
 
 
 def render(rc: RenderContext) -> list[Manifest]:
@@ -39,8 +39,10 @@ def run(ctx: Context, objs: list[Manifest]) -> None:
         if all(have[part].get(k) == v for part in want for k, v in want[part].items()):
             ctx.status.detail(f"unchanged {ref}")
             continue
-        undo = {part: {k: have[part].get(k) for k in want[part]} for part in want if want[part]}
-        ctx.record.put_undo(Undo(ref=ref, key=UNDO_KEY, patch={"metadata": undo}, plural="nodes", namespaced=False))
+        ctx.record.put_undo(Undo(f"{UNDO_KEY} {ref.name}", NodeLabels(
+            node=ref.name, labels={k: have["labels"].get(k) for k in want["labels"]},
+            annotations={k: have["annotations"].get(k) for k in want["annotations"]}),
+            step=NAME, component=ctx.component))
         patch = {"metadata": {part: values for part, values in want.items() if values}}
         retry(lambda ref=ref, patch=patch: ctx.kube.merge_patch(ref, patch),  # type: ignore[misc]
               policy=ctx.waits, what=f"label {ref}", stats=ctx.stats)

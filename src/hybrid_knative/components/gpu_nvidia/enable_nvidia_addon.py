@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from hybrid_knative.errors import CommandError
+from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.objects import Manifest
 from hybrid_knative.platform.context import Context, RenderContext
-from hybrid_knative.system.files import atomic_write
+from hybrid_knative.platform.preview import Change
+from hybrid_knative.platform.record import MicroK8sAddon, Undo
 
 NAME = "enable_nvidia_addon"
 TITLE = "Enable NVIDIA support (MicroK8s's nvidia addon)"
-MARKER = "nvidia-delegated"
 
 
 def render(rc: RenderContext) -> list[Manifest]:
@@ -22,6 +23,7 @@ def run(ctx: Context, objs: list[Manifest]) -> None:
     if status.returncode == 0 and status.stdout.strip() == "enabled":
         ctx.status.detail("the nvidia addon is already enabled")
     else:
+        ctx.record.put_undo(Undo("microk8s-addon nvidia", MicroK8sAddon("nvidia"), step=NAME, component=ctx.component))
         nested = ctx.runner.with_env({"MICROK8S_ADDONS_SKIP_LOCK": "1"})  # nested enable from inside an addon
         try:
             nested.run([snap / "microk8s-enable.wrapper", "nvidia"], timeout=1800)
@@ -30,4 +32,11 @@ def run(ctx: Context, objs: list[Manifest]) -> None:
             exc.resolution = ("run `sudo microk8s enable nvidia` to see the whole output; check the NVIDIA driver "
                               "with `nvidia-smi`, or re-run with --gpu none to skip GPU support")
             raise
-    atomic_write(ctx.config.effective_state_dir / MARKER, "enabled by hybrid-knative\n")
+
+
+def preview(rc: RenderContext, kube: KubeApi | None) -> list[Change]:
+    snap = rc.config.snap.snap
+    return [Change("command", "is the nvidia addon enabled?", f"{snap / 'microk8s-status.wrapper'} --addon nvidia",
+                   "run"),
+            Change("command", "enable MicroK8s's nvidia addon unless it is (left enabled by disable)",
+                   f"MICROK8S_ADDONS_SKIP_LOCK=1 {snap / 'microk8s-enable.wrapper'} nvidia", "run")]

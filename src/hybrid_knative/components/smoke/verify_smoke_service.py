@@ -19,6 +19,7 @@ from hybrid_knative.kube.objects import Manifest, ObjectRef, ref_of
 from hybrid_knative.kube.wait import retry, wait_all
 from hybrid_knative.platform.apply import apply_objects
 from hybrid_knative.platform.context import Context, RenderContext
+from hybrid_knative.platform.preview import Change, as_yaml
 
 NAME = "verify_smoke_service"
 TITLE = "Verify a smoke service answers from the host and from a pod"
@@ -114,3 +115,14 @@ def _probe_from_pod(ctx: Context, url: str, image: str) -> None:
     except PermanentError as exc:
         raise PermanentError(f"the smoke service does not answer from a pod: {url}", details=exc.details or exc.brief,
                              resolution=resolution) from None
+
+
+def preview(rc: RenderContext, kube: KubeApi | None) -> list[Change]:
+    """The probe Job (created at verify time, removed by the TTL controller) and the GET from this host."""
+    data = smoke.smoke_data()
+    job = smoke.probe_job(component="smoke-probe", namespace=data.namespace, target="<the smoke service URL>",
+                          check=smoke.HTTP_CHECK, deadline=max(30, int(rc.config.wait_timeout)), salt="plan")
+    return [Change("object", f"{ref_of(job)} (name varies per run; removed by the TTL controller)", as_yaml(job),
+                   "create" if kube is not None else ""),
+            Change("command", "GET the smoke service URL from this host", "GET <the smoke service URL> "
+                   "(expects HTTP 200 and the smoke page)", "run")]
