@@ -1,6 +1,8 @@
 """The `hybrid-knative` command. Thin: parse options → build a Config → call one function.
 
-Feature commands live in their own modules (cli/<feature>.py) and are registered at the bottom.
+Feature commands live in their own modules (cli/<feature>.py) and are registered at the bottom, one table
+line each, so that `--help` imports none of them (see cli/lazy.py). The use cases (addon, catalog) are
+imported inside the command that needs them, for the same reason.
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ from typing import Any
 
 import click
 
-from hybrid_knative import __version__, addon
-from hybrid_knative.catalog import load_catalog
 from hybrid_knative.cli.common import (
     EPILOG,
     build_config,
@@ -24,11 +24,23 @@ from hybrid_knative.cli.common import (
     make_status,
     verbosity_options,
 )
+from hybrid_knative.cli.lazy import LazyGroup
 from hybrid_knative.config import KubeVersion
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, epilog=EPILOG)
-@click.version_option(__version__, prog_name="hybrid-knative")
+def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from hybrid_knative import __version__  # importlib.metadata only now
+
+    click.echo(f"hybrid-knative, version {__version__}")
+    ctx.exit()
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             epilog=EPILOG)
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show the version and exit.")
 def cli() -> None:
     """Serverless on your own hardware: Knative Serving + Kourier on MicroK8s, with URLs that work.
 
@@ -53,6 +65,8 @@ def enable(verbose: int, quiet: bool, knative: str | None, upstream_dirs: tuple[
 
     Re-running changes nothing that is already in place; it repairs what is missing.
     """
+    from hybrid_knative import addon
+
     config = build_config(knative=knative, upstream_dirs=upstream_dirs, offline=offline, adopt=adopt, **cluster)
     status = make_status(verbose, quiet)
     outcome = addon.enable(config, status)
@@ -69,6 +83,8 @@ def enable(verbose: int, quiet: bool, knative: str | None, upstream_dirs: tuple[
 def disable(verbose: int, quiet: bool, **cluster: Any) -> None:
     """Remove exactly what enable created, in reverse order (also after a partial enable, and from any
     control-plane node: the record is kept in the cluster)."""
+    from hybrid_knative import addon
+
     config = build_target(**cluster)
     addon.disable(config, make_status(verbose, quiet))
     click.echo("hybrid-knative: disabled.")
@@ -80,6 +96,8 @@ def disable(verbose: int, quiet: bool, **cluster: Any) -> None:
 @handle_errors
 def status(verbose: int, quiet: bool, **cluster: Any) -> None:
     """Show whether hybrid-knative is enabled and each component's health. Exit 0 only when healthy."""
+    from hybrid_knative import addon
+
     config = build_target(**cluster)
     h = addon.health(config)
     click.echo(f"enabled: {'yes' if h.enabled else 'no'}")
@@ -118,6 +136,8 @@ def plan(verbose: int, quiet: bool, output: Path, kubernetes_version: KubeVersio
     and every command; OUTPUT/plan.txt lists them all. With a cluster (--kubeconfig, or MicroK8s's when
     --kubernetes-version is not given) each item is marked create / update / unchanged — only reads.
     """
+    from hybrid_knative import addon
+
     config = build_config(knative=knative, upstream_dirs=upstream_dirs, offline=offline, **cluster)
     status = make_status(verbose, quiet)
     kube = addon.connect(config) if kubernetes_version is None or config.kubeconfig is not None else None
@@ -135,6 +155,8 @@ def plan(verbose: int, quiet: bool, output: Path, kubernetes_version: KubeVersio
 @cli.command("versions")
 def versions() -> None:
     """Show the supported Knative releases and the Kubernetes versions they need."""
+    from hybrid_knative.catalog import load_catalog
+
     catalog = load_catalog()
     click.echo("KNATIVE  MIN-KUBERNETES  COMPONENTS")
     for r in catalog.releases:
@@ -146,24 +168,27 @@ def main() -> None:
     cli(prog_name="hybrid-knative")
 
 
-# --- feature commands (each module defines its own click command or group) ----------------------
-# Registered here, one line each, so that `hybrid-knative --help` lists everything.
-from hybrid_knative.cli import bootstrap as _bootstrap  # noqa: E402
-
-cli.add_command(_bootstrap.bootstrap)
-from hybrid_knative.cli import join as _join  # noqa: E402
-
-cli.add_command(_join.hub)
-cli.add_command(_join.token)
-cli.add_command(_join.join)
-cli.add_command(_join.agent)
-cli.add_command(_join.nodes)
-from hybrid_knative.cli import bundle as _bundle  # noqa: E402
-
-cli.add_command(_bundle.bundle)
-from hybrid_knative.cli import doctor as _doctor  # noqa: E402
-
-cli.add_command(_doctor.doctor)
-from hybrid_knative.cli import gpu as gpu_cli  # noqa: E402
-
-cli.add_command(gpu_cli.group)
+# --- feature commands ----------------------------------------------------------------------------
+# One line per command: name, "module:attribute" of its click command or group, and its one-line help
+# exactly as the command's own short help (the first sentence of its docstring, or its short_help=).
+# The module is imported only when the command runs (or shows its own --help), so `hybrid-knative --help`
+# stays fast; tests/unit/test_cli_lazy.py fails when a line drifts from the command's real help.
+# To add a command: define it in cli/<feature>.py (imports of heavy libraries at module level are fine
+# there) and add its line below.
+cli.add_lazy("bootstrap", "hybrid_knative.cli.bootstrap:bootstrap",
+             "From a fresh host to a live Knative service: install MicroK8s if missing, wait until it is ready, "
+             "register the hybrid-knative addon repository, run `microk8s enable hybrid-knative ENABLE-FLAGS…`, "
+             "verify it and print the URL of the smoke service.")
+cli.add_lazy("hub", "hybrid_knative.cli.join:hub", "The enrolment hub on the control plane (HTTPS + mDNS).")
+cli.add_lazy("token", "hybrid_knative.cli.join:token",
+             "Join tokens: create (prints an hk1: enrolment string), list, revoke.")
+cli.add_lazy("join", "hybrid_knative.cli.join:join", "Join this device to the cluster as a MicroK8s worker "
+             "(one-shot; retries with backoff until --timeout).")
+cli.add_lazy("agent", "hybrid_knative.cli.join:agent", "Daemon mode: keep trying (exponential backoff with "
+             "jitter) until this device has joined, then exit 0.")
+cli.add_lazy("nodes", "hybrid_knative.cli.join:nodes", "Enrolled devices (`nodes` = `nodes list`); `nodes approve ID`.")
+cli.add_lazy("bundle", "hybrid_knative.cli.bundle:bundle", "Air-gap bundles: everything `enable` needs "
+             "(images + pinned upstream files), verified, in one file.")
+cli.add_lazy("doctor", "hybrid_knative.cli.doctor:doctor", "Say why a Knative Service does not come up (or, "
+             "without KSVC, what is wrong with the platform).")
+cli.add_lazy("gpu", "hybrid_knative.cli.gpu:group", "GPUs: per-node status, and a PyTorch-on-ROCm example workload.")
