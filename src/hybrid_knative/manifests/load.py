@@ -12,6 +12,7 @@ import yaml
 
 from hybrid_knative.errors import PermanentError
 from hybrid_knative.kube.objects import Manifest
+from hybrid_knative.manifests import emit
 
 # the C loader is ~10x faster on the 500 kB Knative files; PyYAML built without libyaml has only the Python one
 Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -25,14 +26,17 @@ _PARSED_LOCK = threading.Lock()
 
 
 def dump(obj: Any) -> str:
-    """One object as block YAML, keys in their order (what `plan` writes)."""
-    text: str = yaml.dump(obj, Dumper=Dumper, sort_keys=False)
-    return text
+    """One object as block YAML, keys in their order (what `plan` writes): our small writer, PyYAML's (C)
+    emitter for data it does not handle."""
+    try:
+        return emit.emit(obj)
+    except emit.Unsupported:
+        text: str = yaml.dump(obj, Dumper=Dumper, sort_keys=False)
+        return text
 
 
 def dump_all(objs: Iterable[Any]) -> str:
-    text: str = yaml.dump_all(list(objs), Dumper=Dumper, sort_keys=False)
-    return text
+    return "---\n".join(dump(o) for o in objs)
 
 
 def load_pinned(sha256: str, read: Callable[[], str], *, source: str) -> list[Manifest]:
