@@ -48,7 +48,7 @@ LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 KUBE_FOR = {"1.20": "1.32", "1.21": "1.33", "1.23": "1.34"}
 # benchmarks/<module>.py: bench_<name>() — run in this order after the sections above; a module that
 # is not there (yet) is skipped with a note. Other branches add their line here.
-SECTIONS = [("cli", "bench_cli"), ("join", "bench_join"), ("airgap", "bench_airgap"), ("func", "bench_func"),
+SECTIONS = [("cli", "bench_cli"), ("join", "bench_join"), ("airgap", "bench_airgap"), ("functions", "bench_functions"),
             ("ml", "bench_ml"), ("ros2", "bench_ros2"), ("clone", "bench_clone")]
 
 
