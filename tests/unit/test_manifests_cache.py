@@ -70,3 +70,25 @@ def test_our_writer_round_trips_tricky_values_and_every_rendered_object() -> Non
     assert list(yaml.safe_load_all(dump_all(objs))) == objs
     assert yaml.safe_load(dump({"when": __import__("datetime").date(2026, 1, 2)})) == {
         "when": __import__("datetime").date(2026, 1, 2)}  # not ours to write: PyYAML does it
+
+
+def test_parse_all_builds_what_safe_load_builds_for_every_vendored_file() -> None:
+    from hybrid_knative.manifests.load import parse_all
+    from hybrid_knative.upstream import PACKAGE_VENDOR_DIR
+
+    files = sorted(p for p in PACKAGE_VENDOR_DIR.rglob("*") if p.suffix in (".yaml", ".yml"))
+    assert len(files) >= 7
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        assert parse_all(text) == list(yaml.safe_load_all(text)), path
+
+
+def test_parse_all_hands_the_rare_cases_to_safe_load() -> None:
+    from hybrid_knative.manifests.load import parse_all
+
+    text = ("base: &b {x: 1, y: [a, b]}\nmerged:\n  <<: *b\n  z: 0755\nalias: *b\nwhen: 2026-01-02\n"
+            "f: 1.5e3\nhex: 0x1F\nneg: -12\nbools: [yes, Off, TRUE, n]\nnulls: [~, null, ]\nbin: !!binary aGk=\n"
+            "quoted: ['1', \"true\", 'null']\n---\n- 1\n- [2, {k: v}]\n")
+    assert parse_all(text) == list(yaml.safe_load_all(text))
+    doc = parse_all(text)[0]
+    assert doc["alias"] is doc["base"]  # an alias is the same object, as with SafeConstructor

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -60,10 +61,68 @@ def clear_parsed() -> None:
         _PARSED.clear()
 
 
+_STR, _MAP, _SEQ = "tag:yaml.org,2002:str", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+_NULL, _BOOL, _INT = "tag:yaml.org,2002:null", "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int"
+_SPECIAL_KEYS = ("tag:yaml.org,2002:merge", "tag:yaml.org,2002:value")
+_BOOLS = {"yes": True, "no": False, "true": True, "false": False, "on": True, "off": False}
+_DECIMAL = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
+
+
+def _construct(node: yaml.Node, loader: Any, memo: dict[int, Any]) -> Any:
+    """What SafeConstructor builds from a composed node, without its per-node Python machinery for the
+    common cases (strings, mappings, sequences, null, booleans, decimal integers); everything else (other
+    integers, floats, timestamps, binary, merge keys, sets) is handed to SafeConstructor itself."""
+    tag = node.tag
+    if tag == _STR:
+        return node.value
+    if tag in (_MAP, _SEQ):
+        if id(node) in memo:  # an alias: the same object, like SafeConstructor
+            return memo[id(node)]
+        if tag == _SEQ:
+            items: list[Any] = []
+            memo[id(node)] = items
+            items.extend(_construct(child, loader, memo) for child in node.value)
+            return items
+        if any(key.tag in _SPECIAL_KEYS for key, _ in node.value):
+            return loader.construct_object(node, deep=True)
+        mapping: dict[Any, Any] = {}
+        memo[id(node)] = mapping
+        for key_node, value_node in node.value:
+            key = _construct(key_node, loader, memo)
+            try:
+                mapping[key] = _construct(value_node, loader, memo)
+            except TypeError:  # an unhashable key: SafeConstructor's error message
+                return loader.construct_object(node, deep=True)
+        return mapping
+    if tag == _NULL:
+        return None
+    if tag == _BOOL:
+        return _BOOLS[node.value.lower()]
+    if tag == _INT and _DECIMAL.fullmatch(node.value):
+        return int(node.value)
+    return loader.construct_object(node, deep=True)
+
+
+def parse_all(text: str) -> list[Any]:
+    """``yaml.safe_load_all(text)`` as a list, faster: libyaml composes the nodes (when present), the
+    common node kinds are built directly (tests/unit/test_manifests_cache.py compares both on every
+    vendored file)."""
+    loader = Loader(text)
+    try:
+        docs = []
+        while loader.check_node():
+            docs.append(_construct(loader.get_node(), loader, {}))
+            loader.constructed_objects = {}
+            loader.recursive_objects = {}
+        return docs
+    finally:
+        loader.dispose()
+
+
 def load_documents(text: str, *, source: str) -> list[Manifest]:
     """Every non-empty document of ``text``; each must be a Kubernetes object (kind + apiVersion)."""
     try:
-        docs = list(yaml.load_all(text, Loader=Loader))
+        docs = parse_all(text)
     except yaml.YAMLError as exc:
         raise PermanentError(f"{source} is not valid YAML: {exc}") from None
     objs = [d for d in docs if d]
