@@ -12,7 +12,7 @@ from hybrid_knative.install.plan import RenderedStep, plan, render_plan
 from hybrid_knative.install.preflight import host_facts, render_context
 from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.objects import ref_of
-from hybrid_knative.manifests import dump, dump_all
+from hybrid_knative.manifests import dump_all
 from hybrid_knative.platform.context import HostFacts
 from hybrid_knative.platform.preview import live_get, object_change
 from hybrid_knative.progress import Status
@@ -57,8 +57,8 @@ def write_plan(config: Config, version: KubeVersion, output: Path, status: Statu
         if not r.objects:
             header += f"# (no objects; {len(extra)} other changes in {path.stem}.changes.txt)\n" if extra else \
                 "# (no objects and no other changes)\n"
-        docs = [f"# [{c.action or 'apply'}] {c.target}\n" + dump(o)
-                for c, o in zip(items, r.objects, strict=True)]
+        docs = [f"# [{c.action or 'apply'}] {c.target}\n" + c.content  # the YAML object_change wrote once
+                for c in items]
         path.write_text(header + "---\n".join(docs), encoding="utf-8")
         written.append(path)
         summary.append(f"{index:>2}. {r.step.name} ({r.step.component}): {r.step.title}")
