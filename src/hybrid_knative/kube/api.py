@@ -215,22 +215,26 @@ class KubeApi:
     def apply(self, obj: Manifest) -> None:
         ref = ref_of(obj)
         res = self.resource(ref.api_version, ref.kind)
-        self._call(
-            f"apply {ref}",
-            lambda: self._client.patch(res, ref.name, obj, namespace=ref.namespace, patch_type=PatchType.APPLY,
-                                       force=True),
-            write=True,
-        )
-        self._wrote(ref, exists=True)
+        try:
+            self._call(
+                f"apply {ref}",
+                lambda: self._client.patch(res, ref.name, obj, namespace=ref.namespace, patch_type=PatchType.APPLY,
+                                           force=True),
+                write=True,
+            )
+        finally:  # also a write that timed out may have happened
+            self._wrote(ref, exists=True)
 
     def merge_patch(self, ref: ObjectRef, body: dict[str, Any]) -> None:
         res = self.resource(ref.api_version, ref.kind)
-        self._call(
-            f"patch {ref}",
-            lambda: self._client.patch(res, ref.name, body, namespace=ref.namespace, patch_type=PatchType.MERGE),
-            write=True,
-        )
-        self._wrote(ref, exists=True)
+        try:
+            self._call(
+                f"patch {ref}",
+                lambda: self._client.patch(res, ref.name, body, namespace=ref.namespace, patch_type=PatchType.MERGE),
+                write=True,
+            )
+        finally:
+            self._wrote(ref, exists=True)
 
     def get(self, ref: ObjectRef) -> dict[str, Any] | None:
         """The live object (None when missing); remembered until the next write or forget()."""
