@@ -141,10 +141,12 @@ def _schema() -> dict[str, Any]:
 def schema_errors(data: Any, lines: Mapping[tuple[Any, ...], int], source: Path) -> list[str]:
     validator = jsonschema.Draft202012Validator(_schema())
     found = []
-    for err in sorted(validator.iter_errors(data), key=lambda e: (line_of(lines, tuple(e.absolute_path)),
-                                                                   list(map(str, e.absolute_path)))):
+    for err in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
         path = tuple(err.absolute_path)
         where = ".".join(str(p) for p in path) or "(top level)"
+        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+            extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+            path = (*path, extra[0]) if extra else path  # the line of the unknown key itself
         found.append(f"{source}:{line_of(lines, path)}: {where}: {_message(err)}")
     return found
 
