@@ -98,7 +98,8 @@ class Buildah:
     def bud(self, context: Path, dockerfile: Path, tag: str, *, volumes: Sequence[str] = (),
             pull_tls_verify: bool = True) -> BuildResult:
         """Build ``dockerfile`` in ``context``. A failure raises with the tail of the build log."""
-        args = ["bud", "--isolation", "chroot", "--layers=false", "-f", str(dockerfile), "-t", tag]
+        # --timestamp 0: reproducible (same context → same digest → a re-deploy writes nothing)
+        args = ["bud", "--isolation", "chroot", "--layers=false", "--timestamp", "0", "-f", str(dockerfile), "-t", tag]
         if not pull_tls_verify:
             args.append("--tls-verify=false")
         for volume in volumes:
