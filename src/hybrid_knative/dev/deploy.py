@@ -58,6 +58,7 @@ class DeployOutcome:
 def register_kinds(kube: KubeApi) -> None:
     for api_version, kind, plural in KINDS:
         kube.register_kind(api_version, kind, plural, namespaced=True)
+    kube.register_kind("eventing.knative.dev/v1", "Broker", "brokers", namespaced=True)
 
 
 def selected(project: Project, only: str | None) -> list[Function]:

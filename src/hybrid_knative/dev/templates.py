@@ -16,6 +16,8 @@ from hybrid_knative.errors import ConfigError
 TEMPLATES = ("python-http", "python-cloudevents", "node-http", "node-cloudevents", "knative-docker")
 INTERNAL = ("event-display",)
 # The base image each template's Dockerfile starts FROM (bundle create --with functions carries these).
+# Shipped without a leading dot (package data globs skip hidden files); written with it.
+HIDDEN = {"dockerignore": ".dockerignore"}
 BASE_IMAGES = ("docker.io/library/python:3.12-slim", "docker.io/library/node:22-slim")
 
 
@@ -54,7 +56,8 @@ def create(name: str, template: str, dest: Path, *, force: bool = False) -> list
                              autoescape=False)  # noqa: S701 - YAML/Markdown, not HTML
     written = []
     for rel, node in files:
-        target = dest / (rel[:-3] if rel.endswith(".j2") else rel)
+        out = rel[:-3] if rel.endswith(".j2") else rel
+        target = dest / HIDDEN.get(out, out)
         target.parent.mkdir(parents=True, exist_ok=True)
         if rel.endswith(".j2"):
             target.write_text(env.from_string(node.read_text(encoding="utf-8")).render(name=name), encoding="utf-8")
@@ -67,7 +70,7 @@ def create(name: str, template: str, dest: Path, *, force: bool = False) -> list
 def materialize(template: str, dest: Path) -> Path:
     """Copy an internal template (e.g. event-display) to ``dest`` for building; return the folder."""
     for rel, node in template_files(template):
-        target = dest / rel
+        target = dest / HIDDEN.get(rel, rel)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(node.read_bytes())
     return dest
