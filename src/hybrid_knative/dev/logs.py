@@ -92,7 +92,7 @@ def follow(kube: KubeApi, name: str, namespace: str, *, poll: float = 2.0, tail:
     """Stream logs of every Pod as it appears (new revisions, cold starts) and new Events, until ``stop()``."""
     check_exists(kube, name, namespace)
     out: queue.Queue[Line] = queue.Queue()
-    streaming: set[str] = set()
+    streaming: set[str] = set()  # pods being streamed now, or whose container's stream has ended
     seen: set[str] = set()
 
     def stream(pod_name: str, source: str) -> None:
@@ -101,7 +101,6 @@ def follow(kube: KubeApi, name: str, namespace: str, *, poll: float = 2.0, tail:
                 out.put(Line(source, text.rstrip("\n")))
         except HybridError as exc:
             out.put(Line(source, f"(log stream ended: {exc.brief})"))
-        streaming.discard(pod_name)
 
     next_poll = 0.0
     while not stop():
