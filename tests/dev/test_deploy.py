@@ -28,7 +28,12 @@ from tests.harness.validation import ManifestValidator
 
 pytestmark = pytest.mark.integration
 QUIET = Status(verbosity=-1)
-NO_DNS: Callable[[str], str | None] = lambda host: None  # this host has no split DNS for hk.internal
+
+
+def NO_DNS(host: str) -> str | None:
+    return None
+
+
 SERVING = "serving.knative.dev/v1"
 FAST = DeployOptions(timeout=10, poll_interval=0.01, verify_url=False)
 
@@ -208,7 +213,8 @@ def test_never_ready_is_a_clear_error_after_apply(make_dev_cluster: Callable[...
     cluster = make_dev_cluster()
     behaviour = next(h for h in cluster.server.controller.hooks if isinstance(h, KnativeBehaviour))  # type: ignore[union-attr]
     behaviour.failing["img"] = ("ImagePullBackOff", "Back-off pulling image")
-    (tmp_path / "hybrid-knative.yaml").write_text("name: img\nfunctions:\n  img:\n    image: docker.io/library/nginx:1.27\n")
+    (tmp_path / "hybrid-knative.yaml").write_text(
+        "name: img\nfunctions:\n  img:\n    image: docker.io/library/nginx:1.27\n")
     with pytest.raises(PermanentError) as err:
         deploy(load_project(tmp_path), cluster.kube(), builder.buildah, None, QUIET, FAST)
     assert "did not become Ready" in err.value.brief and "RevisionMissing" in err.value.brief

@@ -74,7 +74,8 @@ def test_full_project_renders_valid_objects(tmp_path: Path, validator: ManifestV
         "autoscaling.knative.dev/min-scale": "1", "autoscaling.knative.dev/max-scale": "5",
         "autoscaling.knative.dev/initial-scale": "2"}
     trigger, ping = objs[2], objs[3]
-    assert trigger["spec"] == {"broker": "default", "filter": {"attributes": {"type": "order.created", "source": "web"}},
+    assert trigger["spec"] == {"broker": "default",
+                               "filter": {"attributes": {"type": "order.created", "source": "web"}},
                                "subscriber": {"ref": {"apiVersion": "serving.knative.dev/v1", "kind": "Service",
                                                       "name": "orders"}}}
     assert ping["spec"]["data"] == '{"tick": true}' and ping["spec"]["contentType"] == "application/json"
