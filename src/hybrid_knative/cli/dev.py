@@ -3,6 +3,8 @@ one call into hybrid_knative.dev."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
 import tempfile
@@ -18,6 +20,7 @@ from hybrid_knative.dev import deploy as deploying
 from hybrid_knative.dev import events as eventing
 from hybrid_knative.dev import invoke as invoking
 from hybrid_knative.dev import logs as logging_
+from hybrid_knative.dev import offline as offline_builds
 from hybrid_knative.dev import registry as registries
 from hybrid_knative.dev import templates
 from hybrid_knative.dev.project import load_project
@@ -49,6 +52,9 @@ def build_options(fn: F) -> F:
                       "mirror). Repeatable.")(fn)
     fn = click.option("--offline", is_flag=True, help="Air-gapped: pull docker.io base images from the cluster "
                       "registry (imported from `bundle create --with functions`).")(fn)
+    fn = click.option("--wheelhouse", type=click.Path(path_type=Path, file_okay=False, exists=True),
+                      help="Offline pip: builds see this folder at /wheels and a pip.conf that installs only from "
+                      "it (nothing of it lands in the image).")(fn)
     fn = click.option("--storage-root", type=click.Path(path_type=Path, file_okay=False), hidden=True)(fn)
     return fn
 
@@ -139,7 +145,8 @@ def new(verbose: int, quiet: bool, name: str, template: str, dest: Path | None, 
 @verbosity_options
 @handle_errors
 def deploy(verbose: int, quiet: bool, project_path: Path, only: str | None, namespace: str | None,
-           registry: str | None, mirrors: tuple[str, ...], offline: bool, storage_root: Path | None, timeout: float,
+           registry: str | None, mirrors: tuple[str, ...], offline: bool, wheelhouse: Path | None,
+           storage_root: Path | None, timeout: float,
            verify_url: bool, poll_interval: float, kubeconfig: Path | None, context: str | None) -> None:
     """Build (buildah, no Docker daemon), push, deploy by digest, wait until Ready and print the URL.
 
@@ -160,7 +167,11 @@ def deploy(verbose: int, quiet: bool, project_path: Path, only: str | None, name
                                                        registry=target.push if target else None))
     options = deploying.DeployOptions(timeout=timeout, poll_interval=poll_interval, verify_url=verify_url, only=only)
     try:
-        outcome = deploying.deploy(project, kube, buildah, target, status, options)
+        with contextlib.ExitStack() as stack:
+            if wheelhouse is not None:
+                volumes = stack.enter_context(offline_builds.wheelhouse_volumes(wheelhouse))
+                buildah = dataclasses.replace(buildah, volumes=tuple(volumes))
+            outcome = deploying.deploy(project, kube, buildah, target, status, options)
     except HybridError as exc:
         if isinstance(exc, ConfigError):
             raise
@@ -277,7 +288,8 @@ def events_send(verbose: int, quiet: bool, event_type: str, data: str | None, ev
 @handle_errors
 def events_tail(verbose: int, quiet: bool, broker: str, event_type: str | None, remove: bool, timeout: float,
                 namespace: str | None, registry: str | None, mirrors: tuple[str, ...], offline: bool,
-                storage_root: Path | None, kubeconfig: Path | None, context: str | None) -> None:
+                wheelhouse: Path | None, storage_root: Path | None, kubeconfig: Path | None,
+                context: str | None) -> None:
     """Print every event that flows through the Broker, as it arrives (Ctrl-C to stop).
 
     Deploys (once) a small event-display service, built from the package's template and pushed to the

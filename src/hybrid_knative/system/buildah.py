@@ -65,6 +65,7 @@ class Buildah:
     mirrors: Mapping[str, str] = dataclasses.field(default_factory=dict)
     binary: str = "buildah"
     build_timeout: float = 1800.0
+    volumes: tuple[str, ...] = ()  # bind mounts for every build's RUN steps (e.g. an offline wheelhouse)
 
     @classmethod
     def default(cls, runner: Runner, *, mirrors: Mapping[str, str] | None = None) -> Buildah:
@@ -102,7 +103,7 @@ class Buildah:
         args = ["bud", "--isolation", "chroot", "--layers=false", "--timestamp", "0", "-f", str(dockerfile), "-t", tag]
         if not pull_tls_verify:
             args.append("--tls-verify=false")
-        for volume in volumes:
+        for volume in (*self.volumes, *volumes):
             args += ["--volume", volume]
         args.append(str(context))
         try:
