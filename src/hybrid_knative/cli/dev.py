@@ -27,7 +27,7 @@ from hybrid_knative.dev.project import load_project
 from hybrid_knative.errors import ConfigError, HybridError
 from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.progress import Status
-from hybrid_knative.system.buildah import Buildah, default_storage
+from hybrid_knative.system.buildah import Buildah
 from hybrid_knative.system.runner import Runner
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -67,8 +67,7 @@ def connect(kubeconfig: Path | None, context: str | None) -> KubeApi:
 def make_buildah(storage_root: Path | None, mirrors: dict[str, str]) -> Buildah:
     if storage_root is not None:
         return Buildah(Runner(), storage_root / "root", storage_root / "run", mirrors)
-    root, runroot = default_storage()
-    return Buildah(Runner(), root, runroot, mirrors)
+    return Buildah.default(Runner(), mirrors=mirrors)
 
 
 def parse_mirrors(values: tuple[str, ...], *, offline: bool, registry: str | None) -> dict[str, str]:

@@ -66,11 +66,22 @@ class Buildah:
     binary: str = "buildah"
     build_timeout: float = 1800.0
     volumes: tuple[str, ...] = ()  # bind mounts for every build's RUN steps (e.g. an offline wheelhouse)
+    policy: Path | None = None  # containers-policy.json when /etc/containers has none (inside the snap)
 
     @classmethod
     def default(cls, runner: Runner, *, mirrors: Mapping[str, str] | None = None) -> Buildah:
+        """buildah from the snap when we run in it (stage-packages), else from PATH."""
         root, runroot = default_storage()
-        return cls(runner, root, runroot, dict(mirrors or {}))
+        snap = os.environ.get("SNAP")
+        binary, policy = "buildah", None
+        if snap and (Path(snap) / "usr" / "bin" / "buildah").exists():
+            binary = str(Path(snap) / "usr" / "bin" / "buildah")
+            if not Path("/etc/containers/policy.json").exists():
+                policy = Path(snap) / "etc" / "containers" / "policy.json"
+        return cls(runner, root, runroot, dict(mirrors or {}), binary=binary, policy=policy)
+
+    def _policy(self) -> list[str]:
+        return ["--signature-policy", str(self.policy)] if self.policy is not None else []
 
     def check_available(self) -> None:
         if shutil.which(self.binary, path=(self.runner.env or os.environ).get("PATH")) is None:
@@ -100,7 +111,8 @@ class Buildah:
             pull_tls_verify: bool = True) -> BuildResult:
         """Build ``dockerfile`` in ``context``. A failure raises with the tail of the build log."""
         # --timestamp 0: reproducible (same context → same digest → a re-deploy writes nothing)
-        args = ["bud", "--isolation", "chroot", "--layers=false", "--timestamp", "0", "-f", str(dockerfile), "-t", tag]
+        args = ["bud", "--isolation", "chroot", "--layers=false", "--timestamp", "0", *self._policy(),
+                "-f", str(dockerfile), "-t", tag]
         if not pull_tls_verify:
             args.append("--tls-verify=false")
         for volume in (*self.volumes, *volumes):
@@ -121,7 +133,8 @@ class Buildah:
         verify = not is_local_registry(destination) if tls_verify is None else tls_verify
         with tempfile.TemporaryDirectory(prefix="hk-push-") as tmp:
             digest_file = Path(tmp) / "digest"
-            args = ["push", f"--tls-verify={'true' if verify else 'false'}", "--digestfile", str(digest_file),
+            args = ["push", *self._policy(), f"--tls-verify={'true' if verify else 'false'}", "--digestfile",
+                    str(digest_file),
                     image, f"docker://{destination}"]
             try:
                 self.run(args, timeout=self.build_timeout)
