@@ -236,11 +236,15 @@ def builder(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Bui
     """buildah with its own storage, and the python/node base images pushed to the registry under the
     names the templates' Dockerfiles use (docker.io/library/...), made from this host's binaries."""
     need("buildah", "skopeo")
-    tmp = tmp_path_factory.mktemp("buildah")
+    if not Path("/usr/bin/python3").exists():
+        pytest.skip("needs a Debian python3 in /usr/bin to make the base image")
+    return make_builder(tmp_path_factory.mktemp("buildah"), registry)
+
+
+def make_builder(tmp: Path, registry: Registry) -> Builder:
+    """(Also used by benchmarks/functions.py.)"""
     buildah = Buildah(Runner(), tmp / "root", tmp / "run")
     python = Path("/usr/bin/python3")
-    if not python.exists():
-        pytest.skip("needs a Debian python3 in /usr/bin to make the base image")
     version = Path(python.resolve()).name  # python3.11
     bases = [(PYTHON_BASE, [str(python)], [f"/usr/lib/{version}"], "python3")]
     node = shutil.which("node")
