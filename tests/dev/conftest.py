@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import http.server
+import io
+import os
 import shutil
 import subprocess
 import tarfile
@@ -187,10 +189,13 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     proc.wait(timeout=10)
 
 
-def _host_rootfs(dest: Path, binaries: list[str], trees: list[str]) -> Path:
+def _host_rootfs(dest: Path, binaries: list[str], trees: list[str], links: dict[str, str] | None = None,
+                 scripts: dict[str, bytes] | None = None) -> Path:
     """A minimal root filesystem from this host: the binaries, their shared libraries, whole folders."""
     dest.mkdir(parents=True)
     files: set[str] = set()
+    for tree in trees:  # shared libraries of extension modules (e.g. _ssl → libssl)
+        binaries = binaries + [str(p) for p in Path(tree).rglob("*.so") if "lib-dynload" in p.parts]
     for binary in binaries:
         real = str(Path(binary).resolve())
         files.add(real)
@@ -202,7 +207,17 @@ def _host_rootfs(dest: Path, binaries: list[str], trees: list[str]) -> Path:
     with tarfile.open(dest / "rootfs.tar", "w") as tar:
         for path in sorted(files):
             tar.add(str(Path(path).resolve()), arcname=path.lstrip("/"))
+        for name, content in (scripts or {}).items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(content), 0o755
+            tar.addfile(info, io.BytesIO(content))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
         for binary in binaries:
+            if not binary.startswith("/usr/bin/"):
+                continue
             name = Path(binary).name
             real = Path(binary).resolve()
             if real.name != name:  # e.g. /usr/bin/python3 → python3.11
@@ -210,10 +225,15 @@ def _host_rootfs(dest: Path, binaries: list[str], trees: list[str]) -> Path:
                 info.type, info.linkname = tarfile.SYMTYPE, real.name
                 tar.addfile(info)
         skip = ("/test/", "/idlelib/", "/tkinter/", "/ensurepip/", "/lib2to3/", "/turtledemo/", "/config-3",
-                "/site-packages/", "/dist-packages/")
+                "/site-packages/", "/dist-packages/", "/EXTERNALLY-MANAGED/")
         for tree in trees:
-            tar.add(tree, arcname=tree.lstrip("/"),
-                    filter=lambda info: None if any(s in "/" + info.name + "/" for s in skip) else info)
+            root = tree.lstrip("/")
+
+            def keep(info: tarfile.TarInfo, root: str = root) -> tarfile.TarInfo | None:
+                inside = info.name[len(root):] + "/"
+                return None if any(s in inside for s in skip) else info
+
+            tar.add(tree, arcname=root, filter=keep)
         info = tarfile.TarInfo("tmp")
         info.type, info.mode = tarfile.DIRTYPE, 0o1777
         tar.addfile(info)
@@ -259,6 +279,30 @@ def make_builder(tmp: Path, registry: Registry) -> Builder:
         buildah.run(["rm", ctr])
         buildah.push(f"localhost/base/{ref}", f"{registry.host}/{ref}")
     return Builder(buildah, registry, tmp)
+
+
+SERVERLESS_BASE = "library/python:3.7-slim"  # what the knative-docker template's Dockerfile names
+WHEELHOUSE = Path(os.environ.get("HK_TEST_WHEELHOUSE", str(Path.home() / ".cache" / "hybrid-knative" /
+                                                             "test-wheelhouse")))
+
+
+def make_pip_base(builder: Builder) -> None:
+    """A python base with a shell and pip (Debian's), pushed as python:3.7-slim: enough for Dockerfiles with
+    shell-form RUN/CMD and `pip install` (offline: from a wheelhouse)."""
+    buildah = builder.buildah
+    python = Path("/usr/bin/python3")
+    version = Path(python.resolve()).name
+    trees = [f"/usr/lib/{version}", "/usr/lib/python3/dist-packages/pip"]
+    tar = _host_rootfs(builder.storage / "pip-base", [str(python), "/usr/bin/dash"], trees,
+                       links={"bin": "usr/bin", "usr/bin/sh": "dash"},
+                       scripts={"usr/bin/pip": b"#!/usr/bin/python3\nimport sys\n"
+                                b"from pip._internal.cli.main import main\nsys.exit(main())\n"})
+    ctr = buildah.run(["from", "scratch"]).stdout.strip().splitlines()[-1]
+    buildah.run(["add", ctr, str(tar), "/"])
+    buildah.run(["config", "--env", "PATH=/usr/local/bin:/usr/bin:/bin", "--cmd", "python3", ctr])
+    buildah.run(["commit", "-q", ctr, f"localhost/base/{SERVERLESS_BASE}"])
+    buildah.run(["rm", ctr])
+    buildah.push(f"localhost/base/{SERVERLESS_BASE}", f"{builder.registry.host}/{SERVERLESS_BASE}")
 
 
 def skopeo_digest(ref: str) -> str:

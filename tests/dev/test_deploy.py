@@ -218,3 +218,46 @@ def test_never_ready_is_a_clear_error_after_apply(make_dev_cluster: Callable[...
     with pytest.raises(PermanentError) as err:
         deploy(load_project(tmp_path), cluster.kube(), builder.buildah, None, QUIET, FAST)
     assert "did not become Ready" in err.value.brief and "RevisionMissing" in err.value.brief
+
+
+def test_knative_docker_serverless_project_deploys_unchanged(
+        make_dev_cluster: Callable[..., DevCluster], builder: Builder, gateway: Gateway, tmp_path: Path,
+        validator: ManifestValidator) -> None:
+    """serverless-knative's knative-docker template (Flask + gunicorn, `FROM python:3.7-slim`, shell-form RUN
+    and CMD), reconstructed file by file, deployed as it is — offline: the base comes through the mirror and
+    `pip install Flask gunicorn` from a wheelhouse bind-mounted into the build."""
+    from hybrid_knative.dev.offline import wheelhouse_volumes
+    from tests.dev.conftest import WHEELHOUSE, make_pip_base
+    from tests.dev.test_project import reconstruct_knative_docker
+
+    if not any(WHEELHOUSE.glob("gunicorn-*.whl")) or not any(WHEELHOUSE.glob("flask-*.whl")):
+        pytest.skip(f"needs a wheelhouse with Flask and gunicorn at {WHEELHOUSE} (.ci/run makes it: "
+                    "`pip download -d … flask gunicorn`; set HK_TEST_WHEELHOUSE to move it)")
+    make_pip_base(builder)
+    cluster = make_dev_cluster(ingress_port=gateway.port)
+    root = reconstruct_knative_docker(tmp_path / "sls")
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    project = load_project(root)
+    with wheelhouse_volumes(WHEELHOUSE) as volumes:
+        buildah = dataclasses.replace(builder.with_mirror(), volumes=tuple(volumes))
+        outcome = deploy(project, cluster.kube(), buildah, reg(builder), QUIET, FAST)
+    name = "my-knative-project-hello-world"
+    ksvc = cluster.server.get(SERVING, "services", name, "default")
+    assert ksvc is not None and validator.errors(server_fields_removed(ksvc)) == []
+    image = ksvc["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == outcome.images["hello-world"] and skopeo_digest(image) == image.split("@")[1]
+    assert outcome.urls == {name: f"http://{name}-default.hk.internal"}
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
+
+    # the image (gunicorn serving the Flask app) answers on $PORT through the gateway, by the URL's host
+    port = free_port()
+    pulled = builder.buildah.run(["pull", "--tls-verify=false", image]).stdout.strip().splitlines()[-1]
+    proc = start(builder, pulled, port)
+    gateway.routes[f"{name}-default.hk.internal"] = port
+    try:
+        from hybrid_knative.dev.deploy import wait_answers
+
+        reply = wait_answers(cluster.kube(), outcome.urls[name], timeout=30, interval=0.2, resolver=NO_DNS)
+        assert (reply.status, reply.body) == (200, b"Hello World!\n")
+    finally:
+        stop(proc)
