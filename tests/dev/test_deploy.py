@@ -261,3 +261,18 @@ def test_knative_docker_serverless_project_deploys_unchanged(
         assert (reply.status, reply.body) == (200, b"Hello World!\n")
     finally:
         stop(proc)
+
+
+def test_a_refused_apply_removes_what_this_run_created(make_dev_cluster: Callable[..., DevCluster],
+                                                       builder: Builder, tmp_path: Path) -> None:
+    """The Trigger is refused (as Eventing's webhook would): the Service created just before is removed."""
+    cluster = make_dev_cluster()
+    path = "patch /apis/eventing.knative.dev/v1/namespaces/default/triggers/img-custom-0"
+    cluster.server.emulator[path] << 422 << {"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                             "code": 422, "reason": "Invalid", "message": "denied by the webhook"}
+    (tmp_path / "hybrid-knative.yaml").write_text(
+        "name: img\nfunctions:\n  img:\n    image: docker.io/library/nginx:1.27\n    events:\n      - custom: {}\n")
+    with pytest.raises(Exception, match="422"):
+        deploy(load_project(tmp_path), cluster.kube(), builder.buildah, None, QUIET, FAST)
+    _no_user_objects(cluster)
+    assert any(r.method == "DELETE" and r.path.endswith("/services/img") for r in cluster.server.requests)

@@ -139,7 +139,7 @@ def apply_changes(kube: KubeApi, objs: list[Manifest], outcome: DeployOutcome, s
             if live is None:
                 created.append(ref)
             status.detail(f"applied {ref}")
-    except HybridError:
+    except Exception:  # whatever failed (API refusal, transport, a bug): undo this run's creations, re-raise
         for ref in reversed(created):
             try:
                 kube.delete(ref)
