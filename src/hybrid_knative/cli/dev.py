@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from hybrid_knative.cli.common import handle_errors, make_status, verbosity_options
-from hybrid_knative.config import SnapPaths
+from hybrid_knative.config import ClusterTarget, SnapPaths
 from hybrid_knative.dev import deploy as deploying
 from hybrid_knative.dev import events as eventing
 from hybrid_knative.dev import invoke as invoking
@@ -60,8 +60,9 @@ def build_options(fn: F) -> F:
 
 
 def connect(kubeconfig: Path | None, context: str | None) -> KubeApi:
-    path = kubeconfig if kubeconfig is not None else SnapPaths.from_environ(dict(os.environ)).kubeconfig
-    return KubeApi.connect(path, context)
+    """The cluster as a ClusterTarget (validated like every command's), then lightkube."""
+    target = ClusterTarget(kubeconfig=kubeconfig, context=context, snap=SnapPaths.from_environ(dict(os.environ)))
+    return KubeApi.connect(target.effective_kubeconfig, target.context)
 
 
 def make_buildah(storage_root: Path | None, mirrors: dict[str, str]) -> Buildah:
