@@ -167,3 +167,7 @@ cli.add_command(_doctor.doctor)
 from hybrid_knative.cli import gpu as gpu_cli  # noqa: E402
 
 cli.add_command(gpu_cli.group)
+from hybrid_knative.cli import dev as _dev  # noqa: E402
+
+for _command in _dev.COMMANDS:
+    cli.add_command(_command)
