@@ -156,3 +156,6 @@ cli.add_command(_doctor.doctor)
 from hybrid_knative.cli import gpu as gpu_cli  # noqa: E402
 
 cli.add_command(gpu_cli.group)
+from hybrid_knative.cli import ros2 as _ros2  # noqa: E402
+
+cli.add_command(_ros2.group)
