@@ -188,13 +188,13 @@ class Sender(threading.Thread):
         self._buffer = buffer
         self._stats = stats
         self._errors = errors
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._conn: http.client.HTTPConnection | None = None
         self.failures = 0
         self.broker_up: bool | None = None
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self._buffer.wake()
 
     def _connection(self) -> http.client.HTTPConnection:
@@ -220,7 +220,7 @@ class Sender(threading.Thread):
 
     def run(self) -> None:
         attempt = 0
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             item = self._buffer.peek(0.5)
             if item is None:
                 continue
@@ -245,7 +245,7 @@ class Sender(threading.Thread):
             if attempt == 0 or self.broker_up:
                 self._errors.add(f"send {item.topic}", f"{reason}; retrying ({len(self._buffer)} buffered)")
             self.broker_up = False
-            self._stop.wait(_BACKOFF[min(attempt, len(_BACKOFF) - 1)])
+            self._halt.wait(_BACKOFF[min(attempt, len(_BACKOFF) - 1)])
             attempt += 1
         if self._conn is not None:
             self._conn.close()
@@ -295,11 +295,12 @@ class Reorderer:
     """Publishes replies in ``sequence`` order; a gap older than ``max_wait`` s (a lost or
     filtered reply) is skipped so one lost event never stalls the topic. Bounded by ``window``."""
 
-    def __init__(self, publish: Callable[[Any], None], *, max_wait: float = 0.5, window: int = 256) -> None:
+    def __init__(self, publish: Callable[[Any], None], *, max_wait: float = 0.5, window: int = 256,
+                 first: int = 1) -> None:
         self._publish = publish
         self._max_wait = max_wait
         self._window = window
-        self._next: int | None = None
+        self._next: int | None = first  # the bridge numbers its events from 1 in each run
         self._heap: list[tuple[int, float, int, Any]] = []
         self._lock = threading.Lock()
         self._tie = 0
@@ -469,6 +470,7 @@ class Bridge:
     # -- topic → event ---------------------------------------------------------------------------
 
     def _read_loop(self) -> None:
+        from cyclonedds.internal import InvalidSample
         from cyclonedds.util import duration
 
         timeout = duration(milliseconds=200)
@@ -477,7 +479,8 @@ class Bridge:
                 self._waitset.wait(timeout)
                 for entry in self._topics:
                     for sample in entry.reader.take(N=64, condition=entry.condition):
-                        self._on_sample(entry, sample)
+                        if not isinstance(sample, InvalidSample):  # dispose/unregister notices carry no data
+                            self._on_sample(entry, sample)
             except Exception as exc:  # a bad sample must not end the loop
                 self.errors.add("dds", f"{exc.__class__.__name__}: {exc}")
 

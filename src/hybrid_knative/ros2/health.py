@@ -63,7 +63,8 @@ def parse_metrics(url: str, doc: Any) -> BridgeHealth:
                                       int(r.get("skipped", 0) or 0)))
     errors = tuple(f"{e.get('time', '')} {e.get('where', '')}: {e.get('error', '')}"
                    for e in doc.get("errors") or [] if isinstance(e, dict))
-    buffer = doc.get("buffer") if isinstance(doc.get("buffer"), dict) else {}
+    raw_buffer = doc.get("buffer")
+    buffer: dict[str, Any] = raw_buffer if isinstance(raw_buffer, dict) else {}
     buffered = int(buffer.get("events", 0) or 0)
     broker_up = doc.get("broker_up")
     healthy = doc.get("status") == "ok"

@@ -1,0 +1,270 @@
+"""Test peers of the ROS 2 bridge, each run as its own process inside the test's network namespace.
+
+    python -m tests.ros2.peers pub   PLAN.json          ROS 2 publisher (cyclonedds), prints its CDR bytes
+    python -m tests.ros2.peers sub   TOPIC TYPE N OUT    ROS 2 subscriber, writes received messages as JSON lines
+    python -m tests.ros2.peers broker CONFIG.json       Broker ingress + Trigger dispatch + a function stand-in
+    python -m tests.ros2.peers http  REQUESTS.json      plain HTTP client (answers as JSON on stdout)
+
+The broker stand-in implements the Broker ingress contract: POST /<namespace>/<broker> with a
+CloudEvent (parsed and validated by the independent `cloudevents` SDK), 202 on accept, 400 on a bad
+event. It routes every accepted event through the *rendered* Trigger objects (exact attribute
+filters, subscriber ref → a local URL, plus the ref's ``uri`` path) and, like Knative, ingests a
+CloudEvent returned by a subscriber as a new event.
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import http.client
+import http.server
+import json
+import sys
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+DEADLINE = 30.0
+
+
+def _registry() -> Any:
+    from hybrid_knative.ros2.msgtypes import TypeRegistry
+
+    return TypeRegistry()
+
+
+# --- ROS 2 side ---------------------------------------------------------------------------------
+
+
+def _qos(reliable: bool = True, depth: int = 100) -> Any:
+    from hybrid_knative.ros2.bridge import qos_for
+    from hybrid_knative.ros2.spec import QosSpec
+
+    return qos_for(QosSpec(reliability="reliable" if reliable else "best_effort", depth=depth))
+
+
+def publish(plan_path: str) -> None:
+    """PLAN: {"wait_readers": [topics], "messages": [{"topic", "type", "value", "sleep"}]}."""
+    from cyclonedds.domain import DomainParticipant
+    from cyclonedds.pub import DataWriter
+    from cyclonedds.topic import Topic
+
+    from hybrid_knative.ros2.msgtypes import dds_topic_name
+
+    plan = json.loads(Path(plan_path).read_text())
+    registry = _registry()
+    dp = DomainParticipant(int(plan.get("domain", 0)))
+    writers: dict[str, Any] = {}
+    for m in plan["messages"]:
+        if m["topic"] not in writers:
+            topic = Topic(dp, dds_topic_name(m["topic"]), registry.struct(m["type"]))
+            writers[m["topic"]] = DataWriter(dp, topic, _qos(depth=1000))
+    end = time.monotonic() + DEADLINE
+    for name, writer in writers.items():
+        while not writer.get_matched_subscriptions():
+            if time.monotonic() > end:
+                sys.exit(f"publisher: no reader matched {name}")
+            time.sleep(0.02)
+    time.sleep(float(plan.get("settle", 0.2)))
+    for m in plan["messages"]:
+        value = registry.from_jsonable(m["type"], m["value"])
+        writers[m["topic"]].write(value)
+        print(json.dumps({"topic": m["topic"], "cdr": base64.b64encode(registry.encode(value)).decode()}), flush=True)
+        if m.get("sleep"):
+            time.sleep(m["sleep"])
+    time.sleep(float(plan.get("linger", 1.0)))  # reliable delivery of the last samples before leaving
+
+
+def subscribe(topic_name: str, msg_type: str, count: str, out: str) -> None:
+    from cyclonedds.core import InstanceState, ReadCondition, SampleState, ViewState, WaitSet
+    from cyclonedds.domain import DomainParticipant
+    from cyclonedds.sub import DataReader
+    from cyclonedds.topic import Topic
+    from cyclonedds.util import duration
+
+    from hybrid_knative.ros2.msgtypes import dds_topic_name
+
+    registry = _registry()
+    dp = DomainParticipant(0)
+    reader = DataReader(dp, Topic(dp, dds_topic_name(topic_name), registry.struct(msg_type)), _qos(depth=1000))
+    cond = ReadCondition(reader, ViewState.Any | InstanceState.Any | SampleState.NotRead)
+    ws = WaitSet(dp)
+    ws.attach(cond)
+    Path(out + ".ready").write_text("ready")
+    got = 0
+    end = time.monotonic() + DEADLINE
+    with open(out, "a", encoding="utf-8") as fh:
+        while got < int(count) and time.monotonic() < end:
+            ws.wait(duration(milliseconds=100))
+            for sample in reader.take(N=100, condition=cond):
+                fh.write(json.dumps({"t": time.monotonic(), "value": registry.to_jsonable(msg_type, sample)}) + "\n")
+                fh.flush()
+                got += 1
+
+
+# --- HTTP side ----------------------------------------------------------------------------------
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+
+def _read_body(handler: http.server.BaseHTTPRequestHandler) -> bytes:
+    return handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+
+
+def _reply(handler: http.server.BaseHTTPRequestHandler, status: int, body: bytes = b"",
+           headers: dict[str, str] | None = None) -> None:
+    handler.send_response(status)
+    for k, v in (headers or {}).items():
+        handler.send_header(k, v)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def _post(url: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
+    try:
+        conn.request("POST", parts.path or "/", body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
+def broker(config_path: str) -> None:
+    """CONFIG: {"port", "function_port", "path", "triggers": [...], "refs": {"Kind/name": url},
+    "log": file, "reply_delay_ms": {"<sequence mod 4>": ms}, "workers": n}."""
+    import cloudevents.http as ce
+    from cloudevents.conversion import to_binary
+    from cloudevents.sdk.converters import is_binary
+
+    cfg = json.loads(Path(config_path).read_text())
+    log_lock = threading.Lock()
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=int(cfg.get("workers", 1)))
+
+    def record(kind: str, **data: Any) -> None:
+        with log_lock, open(cfg["log"], "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"kind": kind, "t": time.monotonic(), **data}) + "\n")
+
+    def matches(trigger: dict[str, Any], attrs: dict[str, Any]) -> bool:
+        wanted = ((trigger["spec"].get("filter") or {}).get("attributes")) or {}
+        return all(str(attrs.get(k)) == v for k, v in wanted.items())
+
+    def deliver(event: Any, trigger: dict[str, Any]) -> None:
+        sub = trigger["spec"]["subscriber"]
+        ref = sub["ref"]
+        url = cfg["refs"][f"{ref['kind']}/{ref['name']}"].rstrip("/") + sub.get("uri", "/")
+        headers, body = to_binary(event, data_marshaller=lambda d: d)
+        for _attempt in range(3):
+            try:
+                status, rheaders, rbody = _post(url, dict(headers), body if isinstance(body, bytes) else b"")
+            except OSError as exc:
+                record("delivery-error", trigger=trigger["metadata"]["name"], error=str(exc))
+                time.sleep(0.1)
+                continue
+            record("delivered", trigger=trigger["metadata"]["name"], status=status,
+                   attrs={k: str(v) for k, v in event.get_attributes().items()})
+            if status == 200 and any(k.startswith("ce-") for k in rheaders):
+                reply = ce.from_http(rheaders, rbody, data_unmarshaller=lambda d: d)
+                ingest(reply)
+            return
+
+    def ingest(event: Any) -> None:
+        attrs = {k: str(v) for k, v in event.get_attributes().items()}
+        for trigger in cfg["triggers"]:
+            if matches(trigger, attrs):
+                pool.submit(deliver, event, trigger)
+
+    class Ingress(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            body = _read_body(self)
+            if self.path != cfg["path"]:
+                _reply(self, 404)
+                return
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            try:
+                if not is_binary(headers):
+                    raise ValueError("not a binary-mode CloudEvent")
+                event = ce.from_http(headers, body, data_unmarshaller=lambda d: d)
+                attrs = event.get_attributes()
+                for required in ("id", "source", "type", "specversion"):
+                    if not attrs.get(required):
+                        raise ValueError(f"missing {required}")
+                if attrs["specversion"] != "1.0":
+                    raise ValueError("specversion")
+            except Exception as exc:
+                record("rejected", error=str(exc))
+                _reply(self, 400, str(exc).encode())
+                return
+            record("accepted", headers=headers, data=base64.b64encode(body).decode())
+            _reply(self, 202)
+            ingest(event)
+
+    class Function(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            body = _read_body(self)
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            event = ce.from_http(headers, body, data_unmarshaller=lambda d: d)
+            attrs = event.get_attributes()
+            reply_to = attrs.get("ros2replyto")
+            if not reply_to:
+                _reply(self, 202)
+                return
+            seq = str(attrs.get("sequence", "0"))
+            delay = cfg.get("reply_delay_ms", {}).get(str(int(seq) % 4), 0)
+            if delay:
+                time.sleep(delay / 1000)
+            text = json.loads(body)["data"]
+            out = ce.CloudEvent({
+                "type": "org.ros2.reply",
+                "source": "function://detect",
+                "ros2bridge": attrs["ros2bridge"],
+                "ros2replyto": reply_to,
+                "sequence": seq,
+                "datacontenttype": "application/json",
+            }, json.dumps({"data": f"DETECTED:{text}"}).encode())
+            rheaders, rbody = to_binary(out, data_marshaller=lambda d: d)
+            _reply(self, 200, rbody, dict(rheaders))
+
+    servers = [_Server(("127.0.0.1", cfg["port"]), Ingress), _Server(("127.0.0.1", cfg["function_port"]), Function)]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    Path(cfg["log"] + ".ready").write_text("ready")
+    time.sleep(float(cfg.get("lifetime", 60)))
+
+
+def http_client(requests_path: str) -> None:
+    """REQUESTS: [{"method", "url", "headers", "body_b64"}] → JSON lines {status, body_b64}."""
+    for r in json.loads(Path(requests_path).read_text()):
+        parts = urllib.parse.urlsplit(r["url"])
+        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
+        try:
+            conn.request(r["method"], parts.path or "/", body=base64.b64decode(r.get("body_b64", "")),
+                         headers=r.get("headers", {}))
+            response = conn.getresponse()
+            status, body = response.status, response.read()
+        except OSError as exc:
+            status, body = 0, str(exc).encode()
+        finally:
+            conn.close()
+        print(json.dumps({"status": status, "body_b64": base64.b64encode(body).decode()}), flush=True)
+
+
+if __name__ == "__main__":
+    mode, *args = sys.argv[1:]
+    {"pub": publish, "sub": subscribe, "broker": broker, "http": http_client}[mode](*args)
