@@ -87,7 +87,8 @@ def bridge(verbose: int, quiet: bool, config_path: Path, broker_url: str, name: 
     try:
         runner.start()
     except OSError as exc:
-        raise ConfigError(f"cannot listen on {listen}: {exc.strerror}", resolution="choose another --listen port") from None
+        raise ConfigError(f"cannot listen on {listen}: {exc.strerror}",
+                          resolution="choose another --listen port") from None
     topics = ", ".join(t.topic for t in spec.topics)
     click.echo(f"ros2 bridge {name}: domain {spec.domain_id}, topics {topics}; sink {runner.url}; "
                f"broker {broker_url}", err=True)

@@ -53,6 +53,7 @@ CDR = "application/cdr"
 JSON = "application/json"
 _RATE_WINDOW = 10.0
 _MAX_ERRORS = 10
+_DRAIN_LIMIT = 4 * 1024 * 1024
 _BACKOFF = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 
 
@@ -698,6 +699,12 @@ def _make_server(bridge: Bridge, listen: tuple[str, int]) -> http.server.Threadi
             length = int(length_text)
             if length > max_body:
                 self.close_connection = True
+                remaining = min(length, _DRAIN_LIMIT)  # read what was sent so closing does not reset the peer
+                while remaining > 0:
+                    chunk = self.rfile.read(min(remaining, 65536))
+                    if not chunk:
+                        break
+                    remaining -= len(chunk)
                 bridge.rejected_replies += 1
                 bridge.errors.add("reply", f"reply of {length} bytes is larger than {max_body}; refused")
                 self._send(413, {"error": f"larger than {max_body} bytes"})
