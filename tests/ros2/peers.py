@@ -104,6 +104,91 @@ def subscribe(topic_name: str, msg_type: str, count: str, out: str) -> None:
                 got += 1
 
 
+def echo(in_topic: str, out_topic: str, lifetime: str) -> None:
+    """A direct DDS echo (the benchmark's baseline): every String on in_topic is republished on out_topic."""
+    from cyclonedds.core import InstanceState, ReadCondition, SampleState, ViewState, WaitSet
+    from cyclonedds.domain import DomainParticipant
+    from cyclonedds.internal import InvalidSample
+    from cyclonedds.pub import DataWriter
+    from cyclonedds.sub import DataReader
+    from cyclonedds.topic import Topic
+    from cyclonedds.util import duration
+
+    from hybrid_knative.ros2.msgtypes import dds_topic_name
+
+    registry = _registry()
+    cls = registry.struct("std_msgs/msg/String")
+    dp = DomainParticipant(0)
+    reader = DataReader(dp, Topic(dp, dds_topic_name(in_topic), cls), _qos(depth=1000))
+    writer = DataWriter(dp, Topic(dp, dds_topic_name(out_topic), cls), _qos(depth=1000))
+    cond = ReadCondition(reader, ViewState.Any | InstanceState.Any | SampleState.NotRead)
+    ws = WaitSet(dp)
+    ws.attach(cond)
+    end = time.monotonic() + float(lifetime)
+    while time.monotonic() < end:
+        ws.wait(duration(milliseconds=100))
+        for sample in reader.take(N=100, condition=cond):
+            if not isinstance(sample, InvalidSample):
+                writer.write(cls(data="DETECTED:" + sample.data))
+
+
+def rtt(plan_path: str) -> None:
+    """PLAN: {"pairs": {"name": [out_topic, in_topic]}, "n": N, "burst": M} → JSON results on stdout.
+
+    Per pair: N sequential round trips (one message in flight) → latencies; then M messages sent
+    as fast as possible → the time until the last reply, as messages per second."""
+    from cyclonedds.core import InstanceState, ReadCondition, SampleState, ViewState, WaitSet
+    from cyclonedds.domain import DomainParticipant
+    from cyclonedds.pub import DataWriter
+    from cyclonedds.sub import DataReader
+    from cyclonedds.topic import Topic
+    from cyclonedds.util import duration
+
+    from hybrid_knative.ros2.msgtypes import dds_topic_name
+
+    plan = json.loads(Path(plan_path).read_text())
+    registry = _registry()
+    cls = registry.struct("std_msgs/msg/String")
+    dp = DomainParticipant(0)
+    results: dict[str, Any] = {}
+    for name, (out_topic, in_topic) in plan["pairs"].items():
+        writer = DataWriter(dp, Topic(dp, dds_topic_name(out_topic), cls), _qos(depth=5000))
+        reader = DataReader(dp, Topic(dp, dds_topic_name(in_topic), cls), _qos(depth=5000))
+        cond = ReadCondition(reader, ViewState.Any | InstanceState.Any | SampleState.NotRead)
+        ws = WaitSet(dp)
+        ws.attach(cond)
+        end = time.monotonic() + DEADLINE
+        while not (writer.get_matched_subscriptions() and reader.get_matched_publications()):
+            if time.monotonic() > end:
+                sys.exit(f"rtt: {name} did not match")
+            time.sleep(0.02)
+        time.sleep(0.3)
+
+        def wait_replies(count: int, deadline: float, ws: Any = ws, reader: Any = reader, cond: Any = cond) -> int:
+            got = 0
+            while got < count and time.monotonic() < deadline:
+                ws.wait(duration(milliseconds=50))
+                got += sum(1 for s in reader.take(N=500, condition=cond) if hasattr(s, "data"))
+            return got
+
+        latencies = []
+        for i in range(int(plan["warmup"]) + int(plan["n"])):
+            start = time.perf_counter()
+            writer.write(cls(data=str(i)))
+            if wait_replies(1, time.monotonic() + 5) != 1:
+                sys.exit(f"rtt: {name}: reply {i} lost")
+            if i >= int(plan["warmup"]):
+                latencies.append((time.perf_counter() - start) * 1000)
+        burst = int(plan["burst"])
+        start = time.perf_counter()
+        for i in range(burst):
+            writer.write(cls(data=f"b{i}"))
+        got = wait_replies(burst, time.monotonic() + 60)
+        elapsed = time.perf_counter() - start
+        results[name] = {"latencies_ms": latencies, "burst": burst, "replies": got, "seconds": elapsed}
+    print(json.dumps(results), flush=True)
+
+
 # --- HTTP side ----------------------------------------------------------------------------------
 
 
@@ -125,15 +210,24 @@ def _reply(handler: http.server.BaseHTTPRequestHandler, status: int, body: bytes
     handler.wfile.write(body)
 
 
+_CONNECTIONS = threading.local()
+
+
 def _post(url: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+    """POST with one keep-alive connection per thread and target (as Knative's dispatchers do)."""
     parts = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
+    key = (parts.hostname or "127.0.0.1", parts.port)
+    pool = _CONNECTIONS.__dict__.setdefault("pool", {})
+    conn = pool.get(key) or http.client.HTTPConnection(key[0], key[1], timeout=10)
+    pool[key] = conn
     try:
         conn.request("POST", parts.path or "/", body=body, headers=headers)
         response = conn.getresponse()
         return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-    finally:
+    except (OSError, http.client.HTTPException):
         conn.close()
+        pool.pop(key, None)
+        raise
 
 
 def broker(config_path: str) -> None:
@@ -182,6 +276,7 @@ def broker(config_path: str) -> None:
 
     class Ingress(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
 
         def log_message(self, *args: Any) -> None:
             pass
@@ -212,6 +307,7 @@ def broker(config_path: str) -> None:
 
     class Function(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
 
         def log_message(self, *args: Any) -> None:
             pass
@@ -267,4 +363,4 @@ def http_client(requests_path: str) -> None:
 
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
-    {"pub": publish, "sub": subscribe, "broker": broker, "http": http_client}[mode](*args)
+    {"pub": publish, "sub": subscribe, "broker": broker, "http": http_client, "echo": echo, "rtt": rtt}[mode](*args)

@@ -658,6 +658,7 @@ def _make_server(bridge: Bridge, listen: tuple[str, int]) -> http.server.Threadi
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body are separate writes: no 40 ms delayed-ACK stalls
         server_version = "hybrid-knative-ros2"
         sys_version = ""
 

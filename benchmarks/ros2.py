@@ -1,0 +1,84 @@
+"""`make bench` section: ROS 2 topic → CloudEvent → function → reply → topic (printed, never asserted).
+
+In a private network namespace: one client process measures round trips (one message in flight:
+p50/p99) and a burst (messages per second) two ways in the same run —
+  direct:  client → DDS → echo process → DDS → client                (the baseline)
+  bridged: client → DDS → bridge → HTTP Broker stand-in → function stand-in → reply → Broker →
+           bridge /reply → DDS → client
+The Broker and function stand-ins are small Python HTTP servers (tests/ros2/peers.py), so the bridged
+figure includes their cost as well as the bridge's. Needs root and iproute2; prints a note otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.ros2.conftest import World, free_port, netns_unavailable  # noqa: E402
+
+N, WARMUP, BURST = 300, 30, 1000
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def bench_ros2() -> None:
+    print("\n## ROS 2 bridge round trip (network namespace, loopback; cyclonedds + HTTP stand-ins)")
+    reason = netns_unavailable()
+    if reason is not None:
+        print(f"skipped: {reason}")
+        return
+    from hybrid_knative.ros2.objects import render_bridge, spec_from_events
+
+    world = World(Path(tempfile.mkdtemp(prefix="hk-bench-ros2-")))
+    try:
+        broker_port, function_port, sink_port = free_port(), free_port(), free_port()
+        events = [{"topic": "/camera/info", "type": "std_msgs/msg/String", "reply_to": "/detections",
+                   "qos": {"reliability": "reliable", "depth": 2000}}]
+        objs = render_bridge("bench", "detect", spec_from_events(
+            events, image="registry.example/ros2-bridge@sha256:" + "c" * 64, node="robot-1"))
+        import yaml
+
+        config = yaml.safe_load(next(o for o in objs if o["kind"] == "ConfigMap")["data"]["bridge.yaml"])
+        config["buffer_events"] = 5000
+        triggers = [o for o in objs if o["kind"] == "Trigger"]
+        refs = {"Service/detect": f"http://127.0.0.1:{function_port}",
+                "Service/detect-ros2": f"http://127.0.0.1:{sink_port}"}
+        world.broker(triggers, refs, port=broker_port, function_port=function_port, workers=2, lifetime=600)
+        world.bridge(config, broker_url=f"http://127.0.0.1:{broker_port}/default/default", port=sink_port,
+                     extra=["-q"])
+        world.python("echo", "-m", "tests.ros2.peers", "echo", "/ping", "/pong", "600")
+        plan = world.tmp / "rtt.json"
+        plan.write_text(json.dumps({"pairs": {"direct": ["/ping", "/pong"], "bridged": ["/camera/info", "/detections"]},
+                                    "n": N, "warmup": WARMUP, "burst": BURST}))
+        done = world.run("-m", "tests.ros2.peers", "rtt", str(plan), timeout=300)
+        if done.returncode != 0:
+            print(f"failed: {done.stdout[-500:]} {done.stderr[-1500:]}")
+            return
+        results = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"{'path':<8} {'p50 ms':>8} {'p99 ms':>8} {'msgs/s':>8} {'replies':>9}")
+        figures = {}
+        for name in ("direct", "bridged"):
+            r = results[name]
+            lat = r["latencies_ms"]
+            p50, p99 = statistics.median(lat), _percentile(lat, 0.99)
+            rate = r["replies"] / r["seconds"] if r["seconds"] else 0.0
+            figures[name] = (p50, p99, rate)
+            print(f"{name:<8} {p50:>8.2f} {p99:>8.2f} {rate:>8.0f} {r['replies']:>4}/{r['burst']}")
+        (d50, d99, drate), (b50, b99, brate) = figures["direct"], figures["bridged"]
+        print(f"bridge overhead: p50 +{b50 - d50:.2f} ms, p99 +{b99 - d99:.2f} ms; "
+              f"throughput {brate / drate if drate else 0:.2f}x of direct ({N} round trips, burst {BURST})")
+    finally:
+        world.close()
+
+
+if __name__ == "__main__":
+    bench_ros2()
