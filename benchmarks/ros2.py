@@ -11,6 +11,7 @@ figure includes their cost as well as the bridge's. Needs root and iproute2; pri
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import sys
@@ -20,9 +21,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.ros2.conftest import World, free_port, netns_unavailable  # noqa: E402
+from tests.ros2.conftest import World, free_port, netns_unavailable, read_jsonl, wait_until  # noqa: E402
 
-N, WARMUP, BURST = 300, 30, 1000
+N, WARMUP, BURST, ONEWAY = 300, 30, 1000, 3000
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -42,7 +43,8 @@ def bench_ros2() -> None:
     try:
         broker_port, function_port, sink_port = free_port(), free_port(), free_port()
         events = [{"topic": "/camera/info", "type": "std_msgs/msg/String", "reply_to": "/detections",
-                   "qos": {"reliability": "reliable", "depth": 2000}}]
+                   "qos": {"reliability": "reliable", "depth": 2000}},
+                  {"topic": "/load", "type": "std_msgs/msg/String", "qos": {"reliability": "reliable", "depth": 5000}}]
         objs = render_bridge("bench", "detect", spec_from_events(
             events, image="registry.example/ros2-bridge@sha256:" + "c" * 64, node="robot-1"))
         import yaml
@@ -52,13 +54,13 @@ def bench_ros2() -> None:
         triggers = [o for o in objs if o["kind"] == "Trigger"]
         refs = {"Service/detect": f"http://127.0.0.1:{function_port}",
                 "Service/detect-ros2": f"http://127.0.0.1:{sink_port}"}
-        world.broker(triggers, refs, port=broker_port, function_port=function_port, workers=2, lifetime=600)
+        log = world.broker(triggers, refs, port=broker_port, function_port=function_port, workers=2, lifetime=600)
         world.bridge(config, broker_url=f"http://127.0.0.1:{broker_port}/default/default", port=sink_port,
                      extra=["-q"])
         world.python("echo", "-m", "tests.ros2.peers", "echo", "/ping", "/pong", "600")
         plan = world.tmp / "rtt.json"
         plan.write_text(json.dumps({"pairs": {"direct": ["/ping", "/pong"], "bridged": ["/camera/info", "/detections"]},
-                                    "n": N, "warmup": WARMUP, "burst": BURST}))
+                                    "n": N, "warmup": WARMUP, "burst": BURST, "oneway": ["/load", ONEWAY]}))
         done = world.run("-m", "tests.ros2.peers", "rtt", str(plan), timeout=300)
         if done.returncode != 0:
             print(f"failed: {done.stdout[-500:]} {done.stderr[-1500:]}")
@@ -76,6 +78,19 @@ def bench_ros2() -> None:
         (d50, d99, drate), (b50, b99, brate) = figures["direct"], figures["bridged"]
         print(f"bridge overhead: p50 +{b50 - d50:.2f} ms, p99 +{b99 - d99:.2f} ms; "
               f"throughput {brate / drate if drate else 0:.2f}x of direct ({N} round trips, burst {BURST})")
+        oneway = results["oneway"]
+
+        def accepted() -> list[float]:
+            return [r["t"] for r in read_jsonl(log) if r["kind"] == "accepted"
+                    and r["headers"].get("ce-source") == "ros2://0/load"]
+
+        with contextlib.suppress(AssertionError):
+            wait_until(lambda: len(accepted()) >= oneway["count"], 60, "the one-way burst", interval=0.5)
+        done_at = accepted()
+        if done_at:
+            seconds = max(done_at) - oneway["start"]
+            print(f"one way, topic → bridge → Broker ingress: {len(done_at)}/{oneway['count']} events accepted, "
+                  f"{len(done_at) / seconds:.0f} msgs/s")
     finally:
         world.close()
 

@@ -186,6 +186,17 @@ def rtt(plan_path: str) -> None:
         got = wait_replies(burst, time.monotonic() + 60)
         elapsed = time.perf_counter() - start
         results[name] = {"latencies_ms": latencies, "burst": burst, "replies": got, "seconds": elapsed}
+    if plan.get("oneway"):
+        topic_name, count = plan["oneway"]
+        writer = DataWriter(dp, Topic(dp, dds_topic_name(topic_name), cls), _qos(depth=count))
+        end = time.monotonic() + DEADLINE
+        while not writer.get_matched_subscriptions() and time.monotonic() < end:
+            time.sleep(0.02)
+        time.sleep(0.3)
+        results["oneway"] = {"start": time.monotonic(), "count": count}
+        for i in range(count):
+            writer.write(cls(data=f"o{i}"))
+        time.sleep(1.0)
     print(json.dumps(results), flush=True)
 
 

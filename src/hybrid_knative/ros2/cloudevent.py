@@ -65,8 +65,13 @@ def to_binary(attributes: Mapping[str, str], data: bytes) -> dict[str, str]:
     return headers
 
 
+_NEEDS_ENCODING = re.compile(r'[^\x21-\x7e]|["%]')
+
+
 def _percent_encode(value: str) -> str:
     # CloudEvents HTTP binding 3.1.3.2: percent-encode space, '"', '%' and non-printable ASCII/UTF-8
+    if not _NEEDS_ENCODING.search(value):
+        return value
     out: list[str] = []
     for ch in value:
         code = ord(ch)
