@@ -67,7 +67,9 @@ def publish(plan_path: str) -> None:
             if time.monotonic() > end:
                 sys.exit(f"publisher: no reader matched {name}")
             time.sleep(0.02)
-    time.sleep(float(plan.get("settle", 0.2)))
+    # the writer sees the reader first; give the reader side time to match the writer too (volatile
+    # readers do not get samples written before they matched)
+    time.sleep(float(plan.get("settle", 1.0)))
     for m in plan["messages"]:
         value = registry.from_jsonable(m["type"], m["value"])
         writers[m["topic"]].write(value)

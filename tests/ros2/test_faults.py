@@ -34,7 +34,11 @@ def test_broker_down_buffers_bounded_then_delivers(world: World) -> None:
     world.bridge(config, broker_url=f"http://127.0.0.1:{broker_port}/default/default", port=sink_port)
     world.publish([{"topic": "/chatter", "type": STRING, "value": {"data": f"m{i}"}} for i in range(12)])
 
-    wait_until(lambda: world.metrics(sink_port)["topics"][0]["received"] == 12, 10, "12 messages received")
+    try:
+        wait_until(lambda: world.metrics(sink_port)["topics"][0]["received"] == 12, 20, "12 messages received")
+    except AssertionError as exc:
+        details = f"metrics: {world.metrics(sink_port)}\nbridge: {world.log('detect-ros2')}"
+        raise AssertionError(f"{exc}\n{details}") from None
     down = world.metrics(sink_port)
     assert down["broker_up"] is False and down["status"] == "degraded"
     assert down["buffer"]["events"] == 5  # bounded: the oldest were dropped and counted

@@ -623,6 +623,7 @@ class Bridge:
             "blobs": len(self.blobs),
             "topics": [
                 {"topic": t.spec.topic, "type": t.spec.type, "reply_to": t.spec.reply_to, "rate": s.rate(now),
+                 "publishers": _matched(t.reader),
                  **{k: v for k, v in dataclasses.asdict(s).items() if k not in ("recent", "replies")}}
                 for t in self._topics for s in [self.stats[t.spec.topic]]
             ],
@@ -637,6 +638,14 @@ class Bridge:
             "errors": self.errors.items(),
             "error_count": self.errors.count,
         }
+
+
+def _matched(reader: Any) -> int:
+    """How many DDS writers this reader is matched with (0 often means a QoS mismatch)."""
+    try:
+        return len(reader.get_matched_publications())
+    except Exception:  # the entity is being deleted
+        return -1
 
 
 def qos_for(qos: QosSpec) -> Any:

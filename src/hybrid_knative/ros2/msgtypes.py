@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import math
 import re
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import cyclonedds.idl as idl
-import cyclonedds.idl.types as t
-
-from hybrid_knative.errors import ConfigError
+from hybrid_knative.errors import ConfigError, HybridError
 
 # ROS 2 primitive → (cyclonedds annotation, python kind, integer range)
 _INT_RANGES: dict[str, tuple[int, int]] = {
@@ -39,26 +37,29 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
     "byte": (0, 255),
     "char": (0, 255),
 }
-_CDDS: dict[str, Any] = {
-    "bool": bool,
-    "byte": t.uint8,
-    "char": t.uint8,
-    "float32": t.float32,
-    "float64": t.float64,
-    "int8": t.int8,
-    "uint8": t.uint8,
-    "int16": t.int16,
-    "uint16": t.uint16,
-    "int32": t.int32,
-    "uint32": t.uint32,
-    "int64": t.int64,
-    "uint64": t.uint64,
-    "string": str,
-}
-PRIMITIVES = frozenset(_CDDS)
-_SEQ: Any = t.sequence  # cyclonedds' generics are runtime-indexable but not typed as such
-_ARRAY: Any = t.array
-_BSTR: Any = t.bounded_str
+PRIMITIVES = frozenset({"bool", "byte", "char", "float32", "float64", "int8", "uint8", "int16", "uint16", "int32",
+                        "uint32", "int64", "uint64", "string"})
+
+
+@functools.cache
+def _cdds() -> tuple[Any, dict[str, Any]]:
+    """cyclonedds' IDL module and the primitive annotations, imported only when a type is built
+    (rendering objects or parsing settings does not need cyclonedds)."""
+    try:
+        import cyclonedds.idl as idl
+        import cyclonedds.idl.types as t
+    except ImportError:
+        raise HybridError("the ROS 2 bridge needs the Python package cyclonedds",
+                          resolution="pip install 'hybrid-knative[ros2]' (the bridge image ships it)") from None
+    prims: dict[str, Any] = {"bool": bool, "byte": t.uint8, "char": t.uint8, "float32": t.float32,
+                             "float64": t.float64, "int8": t.int8, "uint8": t.uint8, "int16": t.int16,
+                             "uint16": t.uint16, "int32": t.int32, "uint32": t.uint32, "int64": t.int64,
+                             "uint64": t.uint64, "string": str,
+                             # cyclonedds' generics are runtime-indexable but not typed as such
+                             "sequence": t.sequence, "array": t.array, "bounded_str": t.bounded_str}
+    return idl, prims
+
+
 _BINARY = frozenset({"uint8", "byte", "char"})
 _FLOAT32_MAX = 3.4028234663852886e38
 
@@ -240,7 +241,7 @@ class TypeRegistry:
 
     def __init__(self, extra: Mapping[str, str] | None = None) -> None:
         self._defs: dict[str, MsgDef] = {}
-        self._structs: dict[str, type[idl.IdlStruct]] = {}
+        self._structs: dict[str, type[Any]] = {}
         self._lock = threading.Lock()
         for name, text in BUILTIN_MSGS.items():
             self.add(name, text)
@@ -266,33 +267,44 @@ class TypeRegistry:
         return self._defs[name]
 
     def check(self, full_name: str) -> None:
-        """Resolve a type and all nested types now (ConfigError naming what is missing)."""
-        self.struct(full_name)
+        """Resolve a type and all nested types now (ConfigError naming what is missing or recursive).
+        Needs no cyclonedds: rendering a bridge's objects calls this."""
+        self._resolve(normalize_type(full_name), ())
 
-    def struct(self, full_name: str) -> type[idl.IdlStruct]:
+    def _resolve(self, name: str, stack: tuple[str, ...]) -> None:
+        if name in stack:
+            raise ConfigError(f"recursive message definition: {' → '.join((*stack, name))}")
+        for f in self.definition(name).fields:
+            if not f.is_primitive:
+                self._resolve(f.base, (*stack, name))
+
+    def struct(self, full_name: str) -> type[Any]:
+        self.check(full_name)
         with self._lock:
             return self._struct(normalize_type(full_name), ())
 
-    def _struct(self, name: str, stack: tuple[str, ...]) -> type[idl.IdlStruct]:
+    def _struct(self, name: str, stack: tuple[str, ...]) -> type[Any]:
         if name in self._structs:
             return self._structs[name]
         if name in stack:
             raise ConfigError(f"recursive message definition: {' → '.join((*stack, name))}")
         msg = self.definition(name)
+        idl, prims = _cdds()
         members: dict[str, Any] = {}
         for f in msg.fields:
             if f.is_primitive:
-                base: Any = _BSTR[f.string_bound] if f.base == "string" and f.string_bound else _CDDS[f.base]
+                bounded = f.base == "string" and f.string_bound
+                base: Any = prims["bounded_str"][f.string_bound] if bounded else prims[f.base]
             else:
                 base = self._struct(f.base, (*stack, name))
             if f.array == "seq":
-                base = _SEQ[base]
+                base = prims["sequence"][base]
             elif f.array == "bseq":
-                base = _SEQ[base, f.size]
+                base = prims["sequence"][base, f.size]
             elif f.array == "fixed":
-                base = _ARRAY[base, f.size]
+                base = prims["array"][base, f.size]
             members[f.name] = base
-        cls = idl.make_idl_struct(msg.name + "_", msg.dds_name, members)
+        cls: type[Any] = idl.make_idl_struct(msg.name + "_", msg.dds_name, members)
         self._structs[name] = cls
         return cls
 
@@ -309,10 +321,10 @@ class TypeRegistry:
 
     # -- CDR -------------------------------------------------------------------------------------
 
-    def encode(self, value: idl.IdlStruct) -> bytes:
+    def encode(self, value: Any) -> bytes:
         return bytes(value.serialize())
 
-    def decode(self, full_name: str, data: bytes) -> idl.IdlStruct:
+    def decode(self, full_name: str, data: bytes) -> Any:
         cls = self.struct(full_name)
         if len(data) < 4 or data[0] != 0 or data[1] not in (0, 1) or data[2:4] not in (b"\x00\x00",):
             raise MessageError("not XCDR1 data (expected a 00 00|01 00 00 encapsulation header)")
@@ -323,7 +335,7 @@ class TypeRegistry:
 
     # -- JSON --------------------------------------------------------------------------------------
 
-    def to_jsonable(self, full_name: str, value: idl.IdlStruct) -> dict[str, Any]:
+    def to_jsonable(self, full_name: str, value: Any) -> dict[str, Any]:
         return self._to_json(self.definition(full_name), value)
 
     def _to_json(self, msg: MsgDef, value: Any) -> dict[str, Any]:
@@ -342,12 +354,12 @@ class TypeRegistry:
                 out[f.name] = [self._to_json(sub, x) for x in v] if f.array else self._to_json(sub, v)
         return out
 
-    def from_jsonable(self, full_name: str, data: Any) -> idl.IdlStruct:
+    def from_jsonable(self, full_name: str, data: Any) -> Any:
         name = normalize_type(full_name)
         self.struct(name)
         return self._from_json(name, data, "$")
 
-    def _from_json(self, name: str, data: Any, path: str) -> idl.IdlStruct:
+    def _from_json(self, name: str, data: Any, path: str) -> Any:
         msg = self.definition(name)
         if not isinstance(data, dict):
             raise MessageError(f"{path}: expected an object for {name}, got {type(data).__name__}")
@@ -451,6 +463,4 @@ def _parse_default(f: Field, text: str) -> Any:
 def _json_scalar(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
         return str(v)  # JSON has no NaN/inf; documented: such floats travel as strings
-    if isinstance(v, idl.IdlStruct):  # pragma: no cover - nested structs are handled by the caller
-        raise MessageError("nested struct in scalar position")
     return v
