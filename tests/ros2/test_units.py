@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from hybrid_knative.errors import ConfigError
 from hybrid_knative.ros2.bridge import BlobStore, OutBuffer, Outgoing, Reorderer, cyclonedds_uri
 from hybrid_knative.ros2.cloudevent import EventError, from_http, to_binary
-from hybrid_knative.ros2.health import parse_metrics
+from hybrid_knative.ros2.health import bridge_urls, parse_metrics
 from hybrid_knative.ros2.msgtypes import (
     BUILTIN_MSGS,
     MessageError,
@@ -247,3 +247,13 @@ def test_health_rows_from_metrics() -> None:
     assert any("2.5/s, 10 sent, 3 dropped" in r[2] for r in rows)
     assert any("broker unreachable" in r[2] for r in rows)
     assert not parse_metrics("http://b", ["nope"]).healthy
+
+
+def test_bridge_urls_from_rendered_services() -> None:
+    from hybrid_knative.ros2.objects import render_bridge, spec_from_events
+
+    objs = render_bridge("shop", "detect", spec_from_events([{"topic": "/a", "type": "std_msgs/msg/String"}],
+                                                            image="x@sha256:" + "a" * 64, node="robot-1"),
+                         namespace="robots")
+    other = {"kind": "Service", "metadata": {"name": "web", "namespace": "robots", "labels": {}}}
+    assert bridge_urls([*objs, other]) == [("robots", "detect-ros2", "http://detect-ros2.robots.svc.cluster.local")]

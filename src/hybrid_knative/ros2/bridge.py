@@ -89,8 +89,12 @@ class TopicStats:
     recent: collections.deque[float] = dataclasses.field(default_factory=lambda: collections.deque(maxlen=4096))
 
     def rate(self, now: float) -> float:
-        n = sum(1 for t in self.recent if now - t <= _RATE_WINDOW)
+        times = tuple(self.recent)  # one C-level copy: other threads append meanwhile
+        n = sum(1 for t in times if now - t <= _RATE_WINDOW)
         return round(n / _RATE_WINDOW, 3)
+
+    def counters(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("recent", "replies")}
 
 
 class ErrorLog:
@@ -399,6 +403,7 @@ class Bridge:
         self._waitset: Any = None
         self.started_at = 0.0
         self.rejected_replies = 0
+        self._count_lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -550,8 +555,8 @@ class Bridge:
         def publish(msg: Any) -> None:
             with lock:
                 writer.write(msg)
-            self.reply_stats[topic].replies += 1
-            self.reply_stats[topic].recent.append(time.monotonic())
+                self.reply_stats[topic].replies += 1
+                self.reply_stats[topic].recent.append(time.monotonic())
 
         return publish
 
@@ -597,6 +602,10 @@ class Bridge:
             self._publisher(reply.writer, target)(msg)
         return 202, "published"
 
+    def count_rejected(self) -> None:
+        with self._count_lock:
+            self.rejected_replies += 1
+
     def _tick_loop(self) -> None:
         while not self._stop.wait(0.05):
             now = time.monotonic()
@@ -624,7 +633,7 @@ class Bridge:
             "topics": [
                 {"topic": t.spec.topic, "type": t.spec.type, "reply_to": t.spec.reply_to, "rate": s.rate(now),
                  "publishers": _matched(t.reader),
-                 **{k: v for k, v in dataclasses.asdict(s).items() if k not in ("recent", "replies")}}
+                 **s.counters()}
                 for t in self._topics for s in [self.stats[t.spec.topic]]
             ],
             "replies": [
@@ -731,7 +740,7 @@ def _make_server(bridge: Bridge, listen: tuple[str, int]) -> http.server.Threadi
             except Exception as exc:  # never let a peer's input kill the handler thread silently
                 status, reason = 500, f"{exc.__class__.__name__}: {exc}"
             if status >= 300:
-                bridge.rejected_replies += 1
+                bridge.count_rejected()
                 bridge.errors.add("reply", reason)
                 self._send(status, {"error": reason})
             else:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import requests
@@ -45,6 +46,20 @@ class BridgeHealth:
             rows.append((f"  {t.topic}", "", f"{arrow} {t.type} {t.rate:g}/s, {t.count} sent, {t.dropped} dropped"))
         rows.extend(("  last error", "", e) for e in self.last_errors[-3:])
         return rows
+
+
+def bridge_urls(services: Iterable[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
+    """(namespace, bridge name, in-cluster base URL) of every bridge Service among ``services``
+    (Services labelled ``app.kubernetes.io/name: ros2-bridge``, as render_bridge makes them)."""
+    found = []
+    for svc in services:
+        meta = svc.get("metadata") or {}
+        if svc.get("kind", "Service") != "Service" or (meta.get("labels") or {}).get(
+                "app.kubernetes.io/name") != "ros2-bridge":
+            continue
+        ns, name = str(meta.get("namespace", "default")), str(meta.get("name", ""))
+        found.append((ns, name, f"http://{name}.{ns}.svc.cluster.local"))
+    return sorted(found)
 
 
 def parse_metrics(url: str, doc: Any) -> BridgeHealth:
