@@ -357,6 +357,39 @@ def broker(config_path: str) -> None:
     time.sleep(float(cfg.get("lifetime", 60)))
 
 
+def lean_ingress(port: str, out: str, lifetime: str) -> None:
+    """A minimal HTTP/1.1 endpoint answering 202 to every POST (keep-alive), for the benchmark's
+    "bridge alone" figure: it records how many requests arrived and when the last one did."""
+    import asyncio
+
+    state = {"count": 0, "last": 0.0}
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                await reader.readexactly(length)
+                state["count"] += 1
+                state["last"] = time.monotonic()
+                writer.write(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    async def main() -> None:
+        await asyncio.start_server(handle, "127.0.0.1", int(port))
+        Path(out + ".ready").write_text("ready")
+        end = time.monotonic() + float(lifetime)
+        while time.monotonic() < end:
+            await asyncio.sleep(0.2)
+            Path(out).write_text(json.dumps(state))
+
+    asyncio.run(main())
+
+
 def http_client(requests_path: str) -> None:
     """REQUESTS: [{"method", "url", "headers", "body_b64"}] → JSON lines {status, body_b64}."""
     for r in json.loads(Path(requests_path).read_text()):
@@ -376,4 +409,5 @@ def http_client(requests_path: str) -> None:
 
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
-    {"pub": publish, "sub": subscribe, "broker": broker, "http": http_client, "echo": echo, "rtt": rtt}[mode](*args)
+    {"pub": publish, "sub": subscribe, "broker": broker, "http": http_client, "echo": echo, "rtt": rtt,
+     "ingress": lean_ingress}[mode](*args)
