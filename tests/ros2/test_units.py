@@ -257,3 +257,32 @@ def test_bridge_urls_from_rendered_services() -> None:
                          namespace="robots")
     other = {"kind": "Service", "metadata": {"name": "web", "namespace": "robots", "labels": {}}}
     assert bridge_urls([*objs, other]) == [("robots", "detect-ros2", "http://detect-ros2.robots.svc.cluster.local")]
+
+
+def test_topic_json_schema_agrees_with_the_parser() -> None:
+    import jsonschema
+
+    from hybrid_knative.ros2.spec import TOPIC_JSON_SCHEMA, parse_topic
+
+    validator = jsonschema.Draft202012Validator(TOPIC_JSON_SCHEMA)
+    good = [
+        {"topic": "/camera/info", "type": "std_msgs/msg/String", "reply_to": "/detections", "qos": "reliable"},
+        {"topic": "/imu", "type": "sensor_msgs/Imu", "qos": {"reliability": "best_effort", "depth": 1}, "rate": 20,
+         "decimate": 2, "encoding": "cdr", "ordered": False, "control_loop": True},
+    ]
+    bad = [
+        {"topic": "/x"},
+        {"topic": "x", "type": "std_msgs/msg/String"},
+        {"topic": "/x", "type": "String"},
+        {"topic": "/x", "type": "std_msgs/msg/String", "qos": "sometimes"},
+        {"topic": "/x", "type": "std_msgs/msg/String", "qos": {"depth": 0}},
+        {"topic": "/x", "type": "std_msgs/msg/String", "rate": 0},
+        {"topic": "/x", "type": "std_msgs/msg/String", "topci": "/y"},
+    ]
+    for value in good:
+        assert list(validator.iter_errors(value)) == []
+        parse_topic(value)
+    for value in bad:
+        assert list(validator.iter_errors(value)), value
+        with pytest.raises(ConfigError):
+            parse_topic(value)

@@ -278,5 +278,39 @@ def bridge_to_config(spec: BridgeSpec) -> dict[str, Any]:
     return data
 
 
+_TOPIC_PATTERN = r"^(/[A-Za-z][A-Za-z0-9_]*)+$"
+_TYPE_PATTERN = r"^[a-z][a-z0-9_]*/(msg/)?[A-Z][A-Za-z0-9]*$"
+
+# JSON Schema (draft 2020-12) of one ``ros2:`` mapping, for the project file's schema (editor help and
+# early errors); parse_topic() stays the authority (it also checks names against the known types).
+TOPIC_JSON_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["topic", "type"],
+    "properties": {
+        "topic": {"type": "string", "pattern": _TOPIC_PATTERN, "description": "ROS 2 topic, e.g. /camera/info"},
+        "type": {"type": "string", "pattern": _TYPE_PATTERN, "description": "e.g. std_msgs/msg/String"},
+        "reply_to": {"type": "string", "pattern": _TOPIC_PATTERN},
+        "reply_type": {"type": "string", "pattern": _TYPE_PATTERN},
+        "qos": {
+            "oneOf": [
+                {"enum": ["reliable", "best_effort"]},
+                {"type": "object", "additionalProperties": False, "properties": {
+                    "reliability": {"enum": ["reliable", "best_effort"]},
+                    "durability": {"enum": ["volatile", "transient_local"]},
+                    "history": {"const": "keep_last"},
+                    "depth": {"type": "integer", "minimum": 1, "maximum": 10000},
+                }},
+            ],
+        },
+        "rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 100000},
+        "decimate": {"type": "integer", "minimum": 1},
+        "encoding": {"enum": ["auto", "json", "cdr"]},
+        "ordered": {"type": "boolean"},
+        "control_loop": {"type": "boolean"},
+    },
+}
+
+
 def extension_name_ok(name: str) -> bool:
     return bool(_EXT_NAME.match(name))
