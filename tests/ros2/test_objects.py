@@ -169,3 +169,12 @@ def test_bridge_pod_is_bound_to_the_robots_node(tmp_path: Path) -> None:
         assert pods["lost-ros2"]["status"]["conditions"][0]["reason"] == "Unschedulable"
         triggers = server.list("eventing.knative.dev/v1", "triggers", "robots")
         assert {t["metadata"]["name"] for t in triggers} >= {"detect-ros2-camera-info", "detect-ros2-reply"}
+
+
+def test_topics_with_the_same_slug_get_distinct_triggers() -> None:
+    events = [{"topic": "/a_b", "type": "std_msgs/msg/String"}, {"topic": "/a/b", "type": "std_msgs/msg/String"}]
+    objs = render_bridge("shop", "detect", spec_from_events(events, image=IMAGE, node="robot-1"))
+    names = [o["metadata"]["name"] for o in objs if o["kind"] == "Trigger"]
+    assert len(names) == len(set(names)) == 2
+    sources = {o["spec"]["filter"]["attributes"]["source"] for o in objs if o["kind"] == "Trigger"}
+    assert sources == {"ros2://0/a_b", "ros2://0/a/b"}

@@ -203,8 +203,14 @@ def render_bridge(project: str, function: str, spec: BridgeSpec, *, namespace: s
         },
     }
     objects: list[Manifest] = [config, deployment, service]
+    used: set[str] = set()
     for topic in spec.topics:
-        objects.append(_topic_trigger(name, function, namespace, spec, topic, labels))
+        trigger = _topic_trigger(name, function, namespace, spec, topic, labels)
+        if trigger["metadata"]["name"] in used:  # /a_b and /a/b share a slug: keep both Triggers
+            digest = hashlib.sha256(topic.topic.encode()).hexdigest()[:6]
+            trigger["metadata"]["name"] = _dns_name(f"{trigger['metadata']['name'][:56]}-{digest}")
+        used.add(trigger["metadata"]["name"])
+        objects.append(trigger)
     if any(t.reply_to for t in spec.topics):
         objects.append({
             "apiVersion": "eventing.knative.dev/v1",
