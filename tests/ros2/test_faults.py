@@ -30,7 +30,9 @@ def _ce(**attrs: str) -> dict[str, str]:
 
 def test_broker_down_buffers_bounded_then_delivers(world: World) -> None:
     broker_port, function_port, sink_port = free_port(), free_port(), free_port()
-    config = {"topics": [{"topic": "/chatter", "type": STRING}], "buffer_events": 5}
+    # depth 100: the DDS keep-last history must not be what drops messages here (a busy machine can
+    # deliver the burst faster than the bridge takes it); the bounded event buffer is under test
+    config = {"topics": [{"topic": "/chatter", "type": STRING, "qos": {"depth": 100}}], "buffer_events": 5}
     world.bridge(config, broker_url=f"http://127.0.0.1:{broker_port}/default/default", port=sink_port)
     world.publish([{"topic": "/chatter", "type": STRING, "value": {"data": f"m{i}"}} for i in range(12)])
 
