@@ -123,3 +123,6 @@ if __name__ == "__main__":
     from benchmarks.functions import bench_functions
 
     bench_functions()
+    from benchmarks.ros2 import bench_ros2
+
+    bench_ros2()

@@ -171,3 +171,6 @@ from hybrid_knative.cli import dev as _dev  # noqa: E402
 
 for _command in _dev.COMMANDS:
     cli.add_command(_command)
+from hybrid_knative.cli import ros2 as _ros2  # noqa: E402
+
+cli.add_command(_ros2.group)
