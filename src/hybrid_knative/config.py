@@ -111,6 +111,8 @@ class Config:
     verify: bool = True  # deploy the smoke service and GET it from the host and a pod before marking enabled
     gpu: str = "auto"  # auto | amd | nvidia | none (see hybrid_knative.install.gpu)
     profile: str = "standard"  # resource profile: standard (upstream requests) or edge (single replicas, low requests)
+    ingress_mode: str = "node"  # node: a node address (externalIPs) unless a load balancer has one; loadbalancer:
+    # wait for the cloud's load balancer to give Kourier an address, never touch externalIPs (clone's cloud profile)
 
     def __post_init__(self) -> None:
         if self.kubeconfig is not None and not self.kubeconfig.is_file():
@@ -166,6 +168,11 @@ class Config:
                               "starting and ending with a letter or digit, at most 63 characters")
         if self.gpu not in ("auto", "amd", "nvidia", "none"):
             raise ConfigError(f"unknown --gpu {self.gpu!r}", resolution="use one of: auto, amd, nvidia, none")
+        if self.ingress_mode not in ("node", "loadbalancer"):
+            raise ConfigError(f"unknown ingress mode {self.ingress_mode!r}", resolution="use node or loadbalancer")
+        if self.ingress_mode == "loadbalancer" and self.domain_mode == "local":
+            raise ConfigError("a load-balancer ingress needs a public domain",
+                              resolution="use --domain-mode custom (your wildcard domain) or magic")
         if self.profile not in PROFILES:
             raise ConfigError(f"unknown profile {self.profile!r}", resolution=f"choose one of: {', '.join(PROFILES)}")
 

@@ -20,6 +20,7 @@ FORBIDDEN: dict[str, set[str]] = {
     "doctor": {"cli", "addon", "install"},
     "smoke": {"cli", "addon", "install"},
     "airgap": {"cli", "addon", "install"},
+    "clone": {"cli", "addon", "install", "join", "airgap", "doctor", "bootstrap"},
     "join": {"cli", "addon", "install"},
     "config": {"cli", "addon", "install", "kube", "system", "join"},
     "errors": {"cli", "addon", "install", "kube", "system", "join", "config"},

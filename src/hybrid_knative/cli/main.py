@@ -156,3 +156,6 @@ cli.add_command(_doctor.doctor)
 from hybrid_knative.cli import gpu as gpu_cli  # noqa: E402
 
 cli.add_command(gpu_cli.group)
+from hybrid_knative.cli import clone as _clone  # noqa: E402
+
+cli.add_command(_clone.clone)
