@@ -18,6 +18,7 @@ from hybrid_knative.kube.objects import Manifest, ObjectRef
 MANAGED_BY = "app.kubernetes.io/managed-by"
 PLATFORM = "hybrid-knative"
 CRD = "apiextensions.k8s.io/v1"
+ALL_NAMESPACES = "*"  # lightkube's ALL_NS (namespace=None would mean the kubeconfig's namespace)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,7 +133,7 @@ def select(kube: KubeApi, kinds: list[Kind], selection: Selection) -> list[Manif
         if kind.kind == "Namespace":
             namespaces = {str(n["metadata"]["name"]): n for n in kube.list(kind.api_version, kind.kind)}
             continue
-        for obj in kube.list(kind.api_version, kind.kind, labels=selection.labels or None):
+        for obj in kube.list(kind.api_version, kind.kind, namespace=ALL_NAMESPACES, labels=selection.labels or None):
             obj.setdefault("apiVersion", kind.api_version)
             obj.setdefault("kind", kind.kind)
             meta = obj.get("metadata") or {}
@@ -169,10 +170,12 @@ def revisions_of(kube: KubeApi, namespaces: set[str]) -> dict[tuple[str, str], M
     """(namespace, revision name) → Revision, read (never copied) to learn the digests that run."""
     kube.register_kind("serving.knative.dev/v1", "Revision", "revisions", namespaced=True)
     found: dict[tuple[str, str], Manifest] = {}
-    for ns in sorted(namespaces):
-        for rev in kube.list("serving.knative.dev/v1", "Revision", namespace=ns):
-            meta = rev.get("metadata") or {}
-            found[(str(meta.get("namespace") or ns), str(meta.get("name")))] = rev
+    if not namespaces:
+        return found
+    for rev in kube.list("serving.knative.dev/v1", "Revision", namespace=ALL_NAMESPACES):  # one request
+        meta = rev.get("metadata") or {}
+        if meta.get("namespace") in namespaces:
+            found[(str(meta["namespace"]), str(meta.get("name")))] = rev
     return found
 
 
