@@ -4,6 +4,7 @@ sources, a domain mapping, config, secrets, RBAC) whose images live in a local r
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -93,9 +94,14 @@ class World:
         return Status(verbosity=-1)
 
 
+@functools.cache
+def _validator() -> ManifestValidator:
+    return ManifestValidator("1.34", crds())
+
+
 def validating(kube: KubeApi, applied: list[dict[str, Any]]) -> KubeApi:
     """Every object applied to the target is first validated strictly (the API server's schema checks)."""
-    validator = ManifestValidator("1.34", crds())
+    validator = _validator()
     original = kube.apply
 
     def apply(obj: dict[str, Any]) -> None:
