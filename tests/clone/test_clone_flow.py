@@ -177,3 +177,54 @@ def test_target_without_knative_and_no_install_is_refused(make_world: Any) -> No
 
 def test_the_source_zone_is_read_from_the_source() -> None:
     assert SOURCE_ZONE == "hk.internal"
+
+
+def test_target_without_knative_gets_it_installed_in_the_cloud_profile(make_world: Any) -> None:
+    from hybrid_knative.cli.clone import make_installer
+
+    world = make_world(target_knative=False)
+    source, target = world.kubes()
+    applied: list[dict[str, Any]] = []
+    validating(target, applied)
+    installer = make_installer(kubeconfig=world.target.kubeconfig, state_dir=world.tmp / "state", upstream_dirs=(),
+                               offline=True, wait_timeout=10, poll_interval=0.001, dns_servers=("127.0.0.1:9",))
+    options = CloneOptions(registry=world.registry, registry_authfile=world.dst_registry.authfile, domain=TARGET_DOMAIN,
+                           wait_timeout=10, poll_interval=0.001)
+    report = clone(source, target, options, world.status(), skopeo=world.skopeo(), installer=installer,
+                   probes=world.probes())
+    t = world.target.server
+    assert report.installed and report.knative == "1.23" and report.domain == TARGET_DOMAIN
+    # cloud profile: the load balancer's address, no externalIPs, the custom domain, no CoreDNS zone block
+    kourier = t.get("v1", "services", "kourier", "kourier-system")
+    assert "externalIPs" not in kourier["spec"] and kourier["status"]["loadBalancer"]["ingress"] == [{"ip": "10.0.0.99"}]
+    assert TARGET_DOMAIN in t.get("v1", "configmaps", "config-domain", "knative-serving")["data"]
+    assert "hk.internal" not in t.get("v1", "configmaps", "coredns", "kube-system")["data"]["Corefile"]
+    assert [(a.name, a.status) for a in report.answers] == [("hello", 200), ("orders", 200)]
+    assert world.source.server.writes() == []
+
+
+def test_target_kubernetes_too_old_for_knative_is_refused_before_any_write(make_world: Any) -> None:
+    world = make_world(target_knative=False, target_version="1.30.4")
+    with pytest.raises(PermanentError, match="cannot run Knative"):
+        run(world)
+    assert world.target.server.writes() == []
+
+
+def test_target_with_an_older_knative_is_refused(world: World) -> None:
+    t = world.target.server
+    crd = t.get("apiextensions.k8s.io/v1", "customresourcedefinitions", "services.serving.knative.dev")
+    crd["metadata"]["labels"]["app.kubernetes.io/version"] = "1.20.3"
+    t.put_object("apiextensions.k8s.io/v1", "customresourcedefinitions", crd)
+    t.reset_requests()
+    with pytest.raises(PermanentError, match="older than the source"):
+        run(world)
+    assert t.writes() == []
+
+
+def test_target_missing_a_kind_is_refused_before_any_write(world: World) -> None:
+    t = world.target.server
+    t.delete_object("apiextensions.k8s.io/v1", "customresourcedefinitions", "pingsources.sources.knative.dev")
+    t.reset_requests()
+    with pytest.raises(PermanentError, match="PingSource"):
+        run(world)
+    assert t.writes() == []
