@@ -149,8 +149,9 @@ def seed_shop(world_source: Cluster, registry: Registry, layout: Path) -> dict[s
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": _meta("runner-reads", "shop"),
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
         "subjects": [{"kind": "ServiceAccount", "name": "runner", "namespace": "shop"}]})
-    put(EVENTING, "brokers", {"apiVersion": EVENTING, "kind": "Broker", "metadata": _meta("default", "shop", annotations={
-        "eventing.knative.dev/broker.class": "MTChannelBasedBroker", "eventing.knative.dev/creator": "admin"}),
+    put(EVENTING, "brokers", {"apiVersion": EVENTING, "kind": "Broker", "metadata": _meta(
+        "default", "shop", annotations={"eventing.knative.dev/broker.class": "MTChannelBasedBroker",
+                                        "eventing.knative.dev/creator": "admin"}),
         "spec": {"delivery": {"retry": 3}}})
     put(EVENTING, "brokers", {"apiVersion": EVENTING, "kind": "Broker", "metadata": _meta(
         "default", "default", labels=PLATFORM)})

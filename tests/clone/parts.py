@@ -66,7 +66,8 @@ def _crds(release: str) -> tuple[dict[str, Any], ...]:
     docs: list[dict[str, Any]] = []
     for comp, name in (("knative-serving", "serving-crds.yaml"), ("knative-eventing", "eventing-crds.yaml")):
         text = (PACKAGE_VENDOR_DIR / comp / release / name).read_text(encoding="utf-8")
-        docs += [d for d in yaml.safe_load_all(text) if isinstance(d, dict) and d.get("kind") == "CustomResourceDefinition"]
+        docs += [d for d in yaml.safe_load_all(text)
+                 if isinstance(d, dict) and d.get("kind") == "CustomResourceDefinition"]
     return tuple(docs)
 
 
@@ -125,7 +126,8 @@ def start_cluster(root: Path, context: str, *, version: str = "1.34.2", lb_ip: s
         "name": "kube-dns", "namespace": "kube-system"}, "spec": {"clusterIP": "10.152.183.10", "ports": [
             {"name": "dns", "port": 53, "protocol": "UDP"}]}})
     server.put_object("v1", "configmaps", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
-        "name": "coredns", "namespace": "kube-system"}, "data": {"Corefile": ".:53 {\n    forward . /etc/resolv.conf\n}\n"}})
+        "name": "coredns", "namespace": "kube-system"},
+        "data": {"Corefile": ".:53 {\n    forward . /etc/resolv.conf\n}\n"}})
     return Cluster(server, behaviour, kubeconfig, context)
 
 
@@ -213,12 +215,13 @@ def ingress(target: ApiServer) -> Iterator[Ingress]:
     hits: list[str] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             host = (self.headers.get("Host") or "").split(":")[0]
             hits.append(host)
             for ksvc in target.list(SERVING, "services"):
                 status = ksvc.get("status") or {}
-                ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+                ready = any(c.get("type") == "Ready" and c.get("status") == "True"
+                            for c in status.get("conditions") or [])
                 if ready and urllib.parse.urlsplit(str(status.get("url", ""))).hostname == host:
                     image = ksvc["spec"]["template"]["spec"]["containers"][0]["image"]
                     body = f"hello from {ksvc['metadata']['namespace']}/{ksvc['metadata']['name']} ({image})\n"

@@ -196,7 +196,8 @@ def test_target_without_knative_gets_it_installed_in_the_cloud_profile(make_worl
     assert report.installed and report.knative == "1.23" and report.domain == TARGET_DOMAIN
     # cloud profile: the load balancer's address, no externalIPs, the custom domain, no CoreDNS zone block
     kourier = t.get("v1", "services", "kourier", "kourier-system")
-    assert "externalIPs" not in kourier["spec"] and kourier["status"]["loadBalancer"]["ingress"] == [{"ip": "10.0.0.99"}]
+    assert "externalIPs" not in kourier["spec"]
+    assert kourier["status"]["loadBalancer"]["ingress"] == [{"ip": "10.0.0.99"}]
     assert TARGET_DOMAIN in t.get("v1", "configmaps", "config-domain", "knative-serving")["data"]
     assert "hk.internal" not in t.get("v1", "configmaps", "coredns", "kube-system")["data"]["Corefile"]
     assert [(a.name, a.status) for a in report.answers] == [("hello", 200), ("orders", 200)]

@@ -88,7 +88,8 @@ def test_images_are_pinned_to_the_running_digest_in_the_target_registry() -> Non
 
 
 def test_an_image_without_a_running_revision_is_resolved_in_its_registry() -> None:
-    obj = {"apiVersion": "sources.knative.dev/v1", "kind": "ContainerSource", "metadata": {"name": "t", "namespace": "s"},
+    obj = {"apiVersion": "sources.knative.dev/v1", "kind": "ContainerSource",
+           "metadata": {"name": "t", "namespace": "s"},
            "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "docker.io/acme/tick:2"}]}}}}
     asked: list[str] = []
     found = images.resolve([obj], {}, lookup=lambda ref: asked.append(ref) or "sha256:" + "cd" * 32)
@@ -118,13 +119,15 @@ def test_domains_are_rewritten_in_env_values(before: str, after: str) -> None:
 
 def test_domains_are_rewritten_in_sinks_subscribers_dead_letters_and_domain_mappings() -> None:
     p = plan(public_services={("shop", "hello")})
-    trigger = {"apiVersion": "eventing.knative.dev/v1", "kind": "Trigger", "metadata": {"name": "t", "namespace": "shop"},
+    trigger = {"apiVersion": "eventing.knative.dev/v1", "kind": "Trigger",
+               "metadata": {"name": "t", "namespace": "shop"},
                "spec": {"broker": "default", "subscriber": {"uri": "http://hello.shop.svc.cluster.local"},
                         "delivery": {"deadLetterSink": {"uri": "http://dlq-shop.hk.internal"}}}}
     out = rewrite_domains(trigger, p)
     assert out["spec"]["subscriber"]["uri"] == "http://hello-shop.fns.acme.com"
     assert out["spec"]["delivery"]["deadLetterSink"]["uri"] == "http://dlq-shop.fns.acme.com"
-    ping = {"apiVersion": "sources.knative.dev/v1", "kind": "PingSource", "metadata": {"name": "p", "namespace": "shop"},
+    ping = {"apiVersion": "sources.knative.dev/v1", "kind": "PingSource",
+            "metadata": {"name": "p", "namespace": "shop"},
             "spec": {"schedule": "* * * * *", "sink": {"uri": "http://hello-shop.hk.internal"}}}
     assert rewrite_domains(ping, p)["spec"]["sink"]["uri"] == "http://hello-shop.fns.acme.com"
     mapping = {"apiVersion": "serving.knative.dev/v1beta1", "kind": "DomainMapping",

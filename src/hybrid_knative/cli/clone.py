@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import sys
@@ -16,7 +17,6 @@ from hybrid_knative.clone.run import CloneOptions, CloneReport, human_size
 from hybrid_knative.clone.run import clone as run_clone
 from hybrid_knative.clone.select import parse_selector
 from hybrid_knative.config import Config
-from hybrid_knative.dns.names import parse_ip
 from hybrid_knative.errors import ConfigError, PermanentError
 from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.progress import Status
@@ -40,9 +40,13 @@ def _probes(ingress_address: str | None) -> HostProbes:
         return HostProbes()
     host, port = ingress_address, None
     match = re.fullmatch(r"\[?([0-9a-fA-F:.]+?)\]?(?::(\d{1,5}))?", ingress_address)
-    if match and match.group(2) and "." in match.group(1):
+    if match and match.group(2) and ("." in match.group(1) or ingress_address.startswith("[")):
         host, port = match.group(1), int(match.group(2))
-    ip = parse_ip(host, what="--ingress-address")
+    try:  # loopback is fine here: e.g. `kubectl -n kourier-system port-forward svc/kourier 8080:80`
+        ip = str(ipaddress.ip_address(host))
+    except ValueError:
+        raise ConfigError(f"--ingress-address {ingress_address!r} is not IP[:PORT]",
+                          resolution="e.g. --ingress-address 34.90.1.2 or --ingress-address 127.0.0.1:8080") from None
     return HostProbes(resolve=lambda _name: [ip], http_port=port)
 
 
