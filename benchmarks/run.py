@@ -120,3 +120,6 @@ if __name__ == "__main__":
     from benchmarks.airgap import bench_airgap
 
     bench_airgap()
+    from benchmarks.clone import bench_clone
+
+    bench_clone()

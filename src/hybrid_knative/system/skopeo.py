@@ -1,4 +1,5 @@
-"""skopeo through the one process runner: copy images between registries by digest, look at manifests.
+"""skopeo through the one process runner: copy images between registries by digest; manifests are read
+in process over the registry API (system/registry_api.py).
 
 Registries on loopback addresses (MicroK8s's ``localhost:32000``, test registries on 127.0.0.1) speak
 plain HTTP; every other registry is reached over verified TLS. Credentials come from an authfile
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hybrid_knative.errors import CommandError, PermanentError, TemporaryError
+from hybrid_knative.system.registry_api import RegistryApi, load_auths
 from hybrid_knative.system.runner import Runner
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
@@ -56,6 +58,11 @@ class Skopeo:
     authfile: Path | None = None  # credentials for the destination (and sources that need them)
     timeout: float = 1800.0
     counters: SkopeoCounters = dataclasses.field(default_factory=SkopeoCounters)
+    api: RegistryApi = dataclasses.field(default_factory=RegistryApi)
+
+    def __post_init__(self) -> None:
+        if self.authfile is not None and not self.api.auths:
+            self.api.auths = load_auths(self.authfile)
 
     def _tls(self, flag: str, reference: str) -> list[str]:
         return [f"--{flag}=false"] if is_loopback(registry_host(reference)) else []
@@ -76,17 +83,16 @@ class Skopeo:
             raise _explain(exc, f"cannot copy {source} to {dest}") from None
 
     def manifest(self, reference: str) -> bytes | None:
-        """The raw manifest (or index) of ``reference``; None when the registry does not have it."""
+        """The raw manifest (or index) of ``reference``; None when the registry does not have it.
+
+        Read over the registry's HTTP API in process (a skopeo process per check would dominate a sync)."""
         self.counters.inspections += 1
-        argv = ["skopeo", "inspect", "--raw", "--retry-times", "0", *self._tls("tls-verify", reference),
-                *self._auth("authfile"), f"docker://{reference}"]
-        try:
-            return self.runner.run(argv, timeout=120).stdout.encode("utf-8")
-        except CommandError as exc:
-            text = (exc.stderr or exc.stdout).lower()
-            if "manifest unknown" in text or "not found" in text or "name unknown" in text:
-                return None
-            raise _explain(exc, f"cannot read {reference}") from None
+        repo, tag, digest = split_reference(reference)
+        host = registry_host(repo + "/x") if "/" in repo else "docker.io"
+        path = repo[len(host) + 1:] if repo.startswith(host + "/") else repo
+        if host == "docker.io" and "/" not in path:
+            path = f"library/{path}"
+        return self.api.manifest(host, path, digest or tag or "latest")
 
     def digest_of(self, reference: str) -> str | None:
         raw = self.manifest(reference)
