@@ -19,6 +19,7 @@ from hybrid_knative.clone.select import parse_selector
 from hybrid_knative.config import Config
 from hybrid_knative.errors import ConfigError, PermanentError
 from hybrid_knative.kube.api import KubeApi
+from hybrid_knative.options import DomainMode
 from hybrid_knative.progress import Status
 from hybrid_knative.system.http import HostProbes
 from hybrid_knative.system.runner import Runner
@@ -107,7 +108,7 @@ def make_installer(*, kubeconfig: Path, state_dir: Path, upstream_dirs: tuple[Pa
 @verbosity_options
 @handle_errors
 def clone(verbose: int, quiet: bool, to_context: str, to_kubeconfig: Path | None, registry: str | None,
-          registry_authfile: Path | None, domain: str | None, domain_mode: str, namespaces: tuple[str, ...],
+          registry_authfile: Path | None, domain: str | None, domain_mode: DomainMode, namespaces: tuple[str, ...],
           selector: str | None, secrets: str, dry_run: bool, install: bool, overwrite: bool, verify: bool,
           ingress_address: str | None, cluster_suffix: str | None, upstream_dirs: tuple[Path, ...], offline: bool,
           dns_servers: tuple[str, ...], **cluster: Any) -> None:

@@ -26,6 +26,7 @@ from hybrid_knative.errors import ConfigError, PermanentError
 from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.objects import Manifest, ObjectRef
 from hybrid_knative.kube.wait import WaitPolicy, WaitStats
+from hybrid_knative.options import DomainMode
 from hybrid_knative.progress import Status
 from hybrid_knative.system.http import HostProbes
 from hybrid_knative.system.skopeo import Skopeo, registry_host
@@ -44,7 +45,7 @@ class CloneOptions:
     registry: str | None = None  # where the target's nodes pull from, e.g. europe-docker.pkg.dev/acme/fns
     registry_authfile: Path | None = None
     domain: str | None = None  # the target's Knative domain (default: what the target has)
-    domain_mode: str = "custom"  # custom | magic, for a Knative install on the target
+    domain_mode: DomainMode = "custom"  # custom | magic, for a Knative install on the target
     namespaces: tuple[str, ...] = ()
     selector: dict[str, str] = dataclasses.field(default_factory=dict)
     secrets: str = "skip"

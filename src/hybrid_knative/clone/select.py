@@ -64,6 +64,7 @@ KIND_OF = {(k.api_version, k.kind): k for k in KINDS}
 
 # Namespaces that belong to Kubernetes, MicroK8s or the platform: nothing in them is the user's.
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease", "knative-serving", "knative-eventing",
+                               "hybrid-knative-system",
                                "kourier-system", "kserve", "kubeflow", "metallb-system", "ingress",
                                "container-registry", "cert-manager", "observability", "gpu-operator-resources"})
 SHARED_NAMESPACES = frozenset({"default"})  # exist everywhere: their objects are copied, not the Namespace
