@@ -35,8 +35,8 @@ from hybrid_knative.clone.run import CloneOptions, clone  # noqa: E402
 from hybrid_knative.kube.api import KubeApi  # noqa: E402
 from hybrid_knative.progress import Status  # noqa: E402
 from hybrid_knative.system.http import HostProbes  # noqa: E402
+from hybrid_knative.system.image_registry import ImageRegistry  # noqa: E402
 from hybrid_knative.system.runner import Runner  # noqa: E402
-from hybrid_knative.system.skopeo import Skopeo  # noqa: E402
 
 IMAGES = ("shop/hello", "shop/orders", "shop/cart", "shop/ticker")
 BASE_MB = 3
@@ -72,7 +72,7 @@ def _images(tmp: Path) -> tuple[Registry, Path, dict[str, str]]:
 
 
 def _clone_images(refs: dict[str, str], dst: Registry) -> float:
-    skopeo = Skopeo(Runner(), authfile=dst.authfile)
+    skopeo = ImageRegistry(Runner(), authfile=dst.authfile)
     start = time.perf_counter()
     digests = {("Service", "shop", ref, "c"): f"{ref.rsplit(':', 1)[0]}@{digest}" for ref, digest in refs.items()}
     copies = imaging.plan_copies(digests, f"{dst.host}/acme", {})
@@ -137,7 +137,7 @@ def bench_objects() -> None:
         for label in ("first run", "re-run"):
             s = KubeApi.connect(source.kubeconfig, "local")
             t = KubeApi.connect(target.kubeconfig, "cloud")
-            report = clone(s, t, options, Status(verbosity=-1), skopeo=Skopeo(Runner(), authfile=dst.authfile),
+            report = clone(s, t, options, Status(verbosity=-1), skopeo=ImageRegistry(Runner(), authfile=dst.authfile),
                            installer=None, probes=HostProbes())
             services = sum(1 for c in report.objects if c.obj["kind"] == "Service")
             src_requests = s.counters.reads + s.counters.writes

@@ -14,8 +14,8 @@ import pytest
 from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.progress import Status
 from hybrid_knative.system.http import HostProbes
+from hybrid_knative.system.image_registry import ImageRegistry
 from hybrid_knative.system.runner import Runner
-from hybrid_knative.system.skopeo import Skopeo
 from tests.clone.parts import (
     EVENTING,
     PLATFORM,
@@ -84,8 +84,8 @@ class World:
         return (KubeApi.connect(self.source.kubeconfig, self.source.context),
                 KubeApi.connect(self.target.kubeconfig, self.target.context))
 
-    def skopeo(self) -> Skopeo:
-        return Skopeo(Runner(), authfile=self.dst_registry.authfile)
+    def skopeo(self) -> ImageRegistry:
+        return ImageRegistry(Runner(), authfile=self.dst_registry.authfile)
 
     def probes(self) -> HostProbes:
         return HostProbes(resolve=lambda _h: ["127.0.0.1"], http_port=self.ingress.port, timeout=5)

@@ -24,7 +24,7 @@ from hybrid_knative.clone.transform import (
     transform,
 )
 from hybrid_knative.errors import ConfigError
-from hybrid_knative.system.skopeo import registry_host, split_reference
+from hybrid_knative.system.image_registry import registry_host, split_reference
 
 SERVING = "serving.knative.dev/v1"
 

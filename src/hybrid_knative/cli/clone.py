@@ -22,8 +22,8 @@ from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.options import DomainMode
 from hybrid_knative.progress import Status
 from hybrid_knative.system.http import HostProbes
+from hybrid_knative.system.image_registry import ImageRegistry
 from hybrid_knative.system.runner import Runner
-from hybrid_knative.system.skopeo import Skopeo
 
 
 def _default_target_kubeconfig(source: Path | None) -> Path:
@@ -140,7 +140,7 @@ def clone(verbose: int, quiet: bool, to_context: str, to_kubeconfig: Path | None
     installer = make_installer(kubeconfig=target_kubeconfig, state_dir=config.effective_state_dir,
                                upstream_dirs=upstream_dirs, offline=offline, wait_timeout=config.wait_timeout,
                                poll_interval=config.poll_interval, dns_servers=dns_servers)
-    report = run_clone(source, target, options, status, skopeo=Skopeo(Runner(), authfile=registry_authfile),
+    report = run_clone(source, target, options, status, skopeo=ImageRegistry(Runner(), authfile=registry_authfile),
                        installer=installer, probes=probes)
     sys.exit(print_report(report, target.context, dry_run=dry_run))
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from hybrid_knative.clone.transform import containers_of
 from hybrid_knative.errors import PermanentError
 from hybrid_knative.kube.objects import Manifest
-from hybrid_knative.system.skopeo import Skopeo, registry_host, split_reference
+from hybrid_knative.system.image_registry import ImageRegistry, registry_host, split_reference
 
 Key = tuple[str, str, str, str]  # (kind, namespace, name, container key)
 
@@ -118,7 +118,7 @@ def source_tags(objs: list[Manifest], digests: dict[Key, str]) -> dict[str, str]
     return tags
 
 
-def copy_all(copies: dict[str, ImageCopy], skopeo: Skopeo, *, dry_run: bool,
+def copy_all(copies: dict[str, ImageCopy], skopeo: ImageRegistry, *, dry_run: bool,
              on_progress: Callable[[str], None]) -> ImageReport:
     report = ImageReport()
     seen_blobs: set[str] = set()

@@ -29,7 +29,7 @@ from hybrid_knative.kube.wait import WaitPolicy, WaitStats
 from hybrid_knative.options import DomainMode
 from hybrid_knative.progress import Status
 from hybrid_knative.system.http import HostProbes
-from hybrid_knative.system.skopeo import Skopeo, registry_host
+from hybrid_knative.system.image_registry import ImageRegistry, registry_host
 
 SERVING_CRD = "services.serving.knative.dev"
 CONFIG_DOMAIN = ObjectRef("v1", "ConfigMap", "knative-serving", "config-domain")
@@ -156,7 +156,7 @@ def _check_kinds(target: KubeApi, objs: list[Manifest]) -> None:
 
 
 def clone(source: KubeApi, target: KubeApi, options: CloneOptions, status: Status, *,
-          skopeo: Skopeo, installer: Installer | None, probes: HostProbes | None = None) -> CloneReport:
+          skopeo: ImageRegistry, installer: Installer | None, probes: HostProbes | None = None) -> CloneReport:
     report = CloneReport()
     policy = WaitPolicy(timeout=options.wait_timeout, interval=options.poll_interval,
                         max_interval=max(options.poll_interval, min(5.0, options.wait_timeout / 10)))

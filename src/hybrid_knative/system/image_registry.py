@@ -1,5 +1,5 @@
-"""skopeo through the one process runner: copy images between registries by digest; manifests are read
-in process over the registry API (system/registry_api.py).
+"""Images between registries, by digest: copies through the one skopeo adapter (system/registry.py, the
+runner), manifests read in process over the registry API (system/registry_api.py).
 
 Registries on loopback addresses (MicroK8s's ``localhost:32000``, test registries on 127.0.0.1) speak
 plain HTTP; every other registry is reached over verified TLS. Credentials come from an authfile
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hybrid_knative.errors import CommandError, PermanentError, TemporaryError
+from hybrid_knative.system.registry import Skopeo
 from hybrid_knative.system.registry_api import RegistryApi, load_auths
 from hybrid_knative.system.runner import Runner
 
@@ -53,7 +54,7 @@ class SkopeoCounters:
 
 
 @dataclasses.dataclass
-class Skopeo:
+class ImageRegistry:
     runner: Runner
     authfile: Path | None = None  # credentials for the destination (and sources that need them)
     timeout: float = 1800.0
@@ -64,21 +65,13 @@ class Skopeo:
         if self.authfile is not None and not self.api.auths:
             self.api.auths = load_auths(self.authfile)
 
-    def _tls(self, flag: str, reference: str) -> list[str]:
-        return [f"--{flag}=false"] if is_loopback(registry_host(reference)) else []
-
-    def _auth(self, flag: str) -> list[str]:
-        return [f"--{flag}", str(self.authfile)] if self.authfile is not None else []
-
     def copy(self, source: str, dest: str) -> None:
         """Copy every platform of ``source`` to ``dest``, keeping the digests (no format conversion)."""
         self.counters.copies += 1
-        argv = ["skopeo", "copy", "--quiet", "--all", "--preserve-digests",
-                *self._tls("src-tls-verify", source), *self._tls("dest-tls-verify", dest),
-                *self._auth("dest-authfile"), *self._auth("src-authfile"),
-                f"docker://{source}", f"docker://{dest}"]
+        cli = Skopeo(self.runner, authfile=self.authfile)
         try:
-            self.runner.run(argv, timeout=self.timeout)
+            cli.copy(f"docker://{source}", f"docker://{dest}", src_tls_verify=not is_loopback(registry_host(source)),
+                     dest_tls_verify=not is_loopback(registry_host(dest)), timeout=self.timeout)
         except CommandError as exc:
             raise _explain(exc, f"cannot copy {source} to {dest}") from None
 
