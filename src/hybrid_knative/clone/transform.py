@@ -34,7 +34,7 @@ DROP_ANNOTATIONS = frozenset({
     "serving.knative.dev/creator", "serving.knative.dev/lastModifier", "serving.knative.dev/routes",
     "serving.knative.dev/routingStateModified", "eventing.knative.dev/creator", "eventing.knative.dev/lastModifier",
     "kubectl.kubernetes.io/last-applied-configuration", "client.knative.dev/updateTimestamp",
-    "kubernetes.io/service-account.uid", CHECKSUM, CLONED_FROM,
+    "kubernetes.io/service-account.uid", "client.knative.dev/user-image", CHECKSUM, CLONED_FROM,
 })
 DROP_LABELS = frozenset({"kubernetes.io/metadata.name", "serving.knative.dev/route",
                          "serving.knative.dev/routingState", "serving.knative.dev/configurationGeneration"})
