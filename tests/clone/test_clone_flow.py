@@ -72,6 +72,10 @@ def test_clone_copies_the_shop_and_every_service_answers(world: World) -> None:
     auths = json.loads(base64.b64decode(regcred["data"][".dockerconfigjson"]))["auths"]
     assert list(auths) == [world.dst_registry.host]
     assert "secrets" not in t.get("v1", "serviceaccounts", "runner", "shop")
+    # server-side apply with our field manager, nothing else
+    writes = world.target.server.writes()
+    assert writes and all(w.method == "PATCH" and w.content_type == "application/apply-patch+yaml"
+                          and "fieldManager=hybrid-knative" in w.query for w in writes)
     # the source was never written to
     assert world.source.server.writes() == []
 
