@@ -233,3 +233,9 @@ def test_target_missing_a_kind_is_refused_before_any_write(world: World) -> None
     with pytest.raises(PermanentError, match="PingSource"):
         run(world)
     assert t.writes() == []
+
+
+def test_a_platform_namespace_is_refused(world: World) -> None:
+    with pytest.raises(ConfigError, match="belongs to Kubernetes or the platform"):
+        run(world, namespaces=("knative-serving",))
+    assert world.target.server.writes() == []

@@ -128,6 +128,11 @@ def _namespace_wanted(name: str, selection: Selection) -> bool:
 
 def select(kube: KubeApi, kinds: list[Kind], selection: Selection) -> list[Manifest]:
     """The user's objects, as the source stores them (one LIST per kind, across namespaces)."""
+    system = [n for n in selection.namespaces if not _namespace_wanted(n, Selection())]
+    if system:
+        raise ConfigError(f"namespace {system[0]} belongs to Kubernetes or the platform, not to you",
+                          resolution="clone copies users' objects; the platform is installed on the target by "
+                          "clone itself (or `hybrid-knative enable`)")
     chosen: list[Manifest] = []
     namespaces: dict[str, Manifest] = {}
     for kind in kinds:
