@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 from typing import Any, Literal
 
 import yaml
@@ -80,6 +81,14 @@ def planned_ingress_ip(config_ip: str | None, kube: KubeApi | None) -> str:
     except HybridError:
         ip = None
     return ip or "<ingress address: this node's InternalIP>"
+
+
+def is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def live_get(kube: KubeApi | None, ref: ObjectRef) -> dict[str, Any] | None:
