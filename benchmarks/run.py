@@ -126,3 +126,6 @@ if __name__ == "__main__":
     from benchmarks.ros2 import bench_ros2
 
     bench_ros2()
+    from benchmarks.clone import bench_clone
+
+    bench_clone()

@@ -7,7 +7,16 @@ import re
 from pathlib import Path
 
 from hybrid_knative.errors import ConfigError
-from hybrid_knative.options import DOMAIN_MODES, GPU_MODES, PROFILES, DomainMode, GpuMode, ProfileName
+from hybrid_knative.options import (
+    DOMAIN_MODES,
+    GPU_MODES,
+    INGRESS_MODES,
+    PROFILES,
+    DomainMode,
+    GpuMode,
+    IngressMode,
+    ProfileName,
+)
 from hybrid_knative.validate import parse_ip, split_server, validate_domain
 from hybrid_knative.versions import KubeVersion, parse_release
 
@@ -121,6 +130,9 @@ class Config(ClusterTarget):
     verify: bool = True  # deploy the smoke service and GET it from the host and a pod before marking enabled
     gpu: GpuMode = "auto"  # see options.GPU_MODES and system.gpu.choose_vendor
     profile: ProfileName = "standard"  # standard (upstream requests) or edge (single replicas, low requests)
+    # node: a node address (externalIPs) unless a load balancer has one; loadbalancer: wait for the cloud's load
+    # balancer to give Kourier an address, never touch externalIPs (clone's cloud profile)
+    ingress_mode: IngressMode = "node"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -161,5 +173,11 @@ class Config(ClusterTarget):
                               "starting and ending with a letter or digit, at most 63 characters")
         if self.gpu not in GPU_MODES:
             raise ConfigError(f"unknown --gpu {self.gpu!r}", resolution=f"use one of: {', '.join(GPU_MODES)}")
+        if self.ingress_mode not in INGRESS_MODES:
+            raise ConfigError(f"unknown ingress mode {self.ingress_mode!r}",
+                              resolution=f"use one of: {', '.join(INGRESS_MODES)}")
+        if self.ingress_mode == "loadbalancer" and self.domain_mode == "local":
+            raise ConfigError("a load-balancer ingress needs a public domain",
+                              resolution="use --domain-mode custom (your wildcard domain) or magic")
         if self.profile not in PROFILES:
             raise ConfigError(f"unknown profile {self.profile!r}", resolution=f"choose one of: {', '.join(PROFILES)}")

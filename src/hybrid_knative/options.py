@@ -15,3 +15,6 @@ ProfileName = Literal["standard", "edge"]
 PROFILES: tuple[ProfileName, ...] = get_args(ProfileName)
 
 GpuVendor = Literal["amd", "nvidia"]
+
+IngressMode = Literal["node", "loadbalancer"]  # loadbalancer: a cloud's LB gives Kourier its address (clone)
+INGRESS_MODES: tuple[IngressMode, ...] = get_args(IngressMode)

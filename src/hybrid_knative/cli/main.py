@@ -174,3 +174,6 @@ for _command in _dev.COMMANDS:
 from hybrid_knative.cli import ros2 as _ros2  # noqa: E402
 
 cli.add_command(_ros2.group)
+from hybrid_knative.cli import clone as _clone  # noqa: E402
+
+cli.add_command(_clone.clone)
