@@ -94,11 +94,19 @@ def hub() -> None:
               help="How long to wait for an enrolled device's Node before giving up labelling it.")
 @click.option("--poll-interval", type=click.FloatRange(0.01, 60), default=2.0, hidden=True)
 @click.option("--microk8s", "microk8s_cmd", default="microk8s", hidden=True)
+@click.option("--max-connections", type=click.IntRange(1, 900), default=256, show_default=True,
+              help="Open connections the hub accepts in total (keep well below its fd limit, 1024 under systemd).")
+@click.option("--max-per-source", type=click.IntRange(1, 900), default=16, show_default=True,
+              help="Open connections the hub accepts from one source address (devices behind one NAT share it).")
+@click.option("--cluster-tokens-file", type=click.Path(path_type=Path, dir_okay=False), hidden=True,
+              default=Path("/var/snap/microk8s/current/credentials/cluster-tokens.txt"),
+              help="MicroK8s's join token file (the hub retires the unused join tokens it issued from it).")
 @verbosity_options
 @handle_errors
 def hub_start(verbose: int, quiet: bool, state_dir: Path | None, listen: str, port: int, advertise: tuple[str, ...],
               cluster_name: str | None, kubeconfig: Path | None, context: str | None, no_mdns: bool, rate: float,
-              burst: int, add_node_ttl: int, node_timeout: float, poll_interval: float, microk8s_cmd: str) -> None:
+              burst: int, add_node_ttl: int, node_timeout: float, poll_interval: float, microk8s_cmd: str,
+              max_connections: int, max_per_source: int, cluster_tokens_file: Path) -> None:
     """Serve enrolments until interrupted (SIGINT/SIGTERM)."""
     import logging
 
@@ -118,7 +126,8 @@ def hub_start(verbose: int, quiet: bool, state_dir: Path | None, listen: str, po
     settings = HubSettings(state_dir=state_dir or default_hub_dir(), cluster_name=name, listen=listen, port=port,
                            advertise=addresses, kubeconfig=kubeconfig, context=context, microk8s=microk8s_cmd,
                            add_node_ttl=add_node_ttl, node_timeout=node_timeout, poll_interval=poll_interval,
-                           rate=rate, burst=burst, mdns=not no_mdns)
+                           rate=rate, burst=burst, mdns=not no_mdns, cluster_tokens_file=cluster_tokens_file,
+                           max_connections=max_connections, max_per_source=min(max_per_source, max_connections))
     status = make_status(verbose, quiet)
     with status.step(f"start the hub for cluster {name}"):
         running = serve(Hub(settings))
@@ -195,8 +204,12 @@ def token_create(verbose: int, quiet: bool, state_dir: Path | None, ttl: str, us
 
         settings = HubSettings(state_dir=folder, cluster_name=str(info.get("cluster", "hybrid-knative")),
                                advertise=(addresses[0].host,), microk8s=microk8s_cmd, mdns=False)
-        config = Hub(settings).launch_config(tok.token_id, seconds)
-        atomic_write(launch_config, "---\n" + yaml.safe_dump(config, sort_keys=False), mode=0o600)
+        try:
+            config = Hub(settings).launch_config(tok.token_id, seconds)
+            atomic_write(launch_config, "---\n" + yaml.safe_dump(config, sort_keys=False), mode=0o600)
+        except BaseException:
+            state.delete_token(tok.token_id)  # never leave a valid token nobody was shown
+            raise
         make_status(verbose, quiet).info(f"wrote the launch configuration {launch_config} (keep it secret: "
                                          "it holds a MicroK8s join token)")
     click.echo(format_enrolment(Enrolment(tok, addresses, pki.fingerprint)))
