@@ -665,8 +665,12 @@ class _Server(http.server.ThreadingHTTPServer):
         source = str(client_address[0])
         settings = self.hub.settings
         with self._conn_lock:
-            busy = len(self._conns) >= settings.max_connections or \
-                self._per_source.get(source, 0) >= settings.max_per_source
+            mine = self._per_source.get(source, 0)
+            busy = mine >= settings.max_per_source
+            if not busy and len(self._conns) >= settings.max_connections:
+                # full: a source with fewer open connections evicts one still-unfinished request of the
+                # source with the most (many-address floods cannot lock out a device with one address)
+                busy = not self._evict_from_heaviest(mine)
             if not busy:
                 self._per_source[source] = self._per_source.get(source, 0) + 1
                 self._conns[id(request)] = _Conn(request.fileno(), source,
@@ -680,6 +684,23 @@ class _Server(http.server.ThreadingHTTPServer):
             super().process_request(request, client_address)
         except Exception:  # e.g. no thread could be started
             self.shutdown_request(request)
+
+    def _evict_from_heaviest(self, mine: int) -> bool:
+        heaviest = max(self._per_source, key=lambda src: self._per_source[src], default=None)
+        if heaviest is None or self._per_source[heaviest] <= mine + 1:
+            return False
+        victim = next((c for c in self._conns.values() if c.source == heaviest and math.isfinite(c.deadline)), None)
+        if victim is None:
+            return False
+        victim.deadline = -math.inf  # the reaper's next pass would do it too; do it now
+        self._shut(victim)
+        self.hub.refusals.count("evicted", heaviest)
+        return True
+
+    @staticmethod
+    def _shut(conn: _Conn) -> None:
+        with contextlib.suppress(OSError), socket.fromfd(conn.fd, socket.AF_INET, socket.SOCK_STREAM) as dup:
+            dup.shutdown(socket.SHUT_RDWR)  # unblocks the handshake/read in its thread
 
     def _forget(self, request: Any) -> None:
         """Before the connection's fd is closed (so that the reaper never touches a reused fd)."""
@@ -712,9 +733,7 @@ class _Server(http.server.ThreadingHTTPServer):
                 for conn in self._conns.values():
                     if conn.deadline < now:
                         conn.deadline = math.inf
-                        with contextlib.suppress(OSError), \
-                                socket.fromfd(conn.fd, socket.AF_INET, socket.SOCK_STREAM) as dup:
-                            dup.shutdown(socket.SHUT_RDWR)  # unblocks the handshake/read in its thread
+                        self._shut(conn)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         request.settimeout(self.hub.settings.handshake_timeout)
