@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
+from hybrid_knative.cli.types import FiniteFloatRange
 from hybrid_knative.config import Config, KubeVersion, SnapPaths, parse_release
 from hybrid_knative.errors import ConfigError, HybridError
 from hybrid_knative.progress import Status
@@ -42,9 +43,9 @@ def cluster_options(fn: F) -> F:
     fn = click.option("--state-dir", type=click.Path(path_type=Path, file_okay=False),
                       help="Where the install record is kept. Default: $SNAP_COMMON/hybrid-knative/state "
                       "under MicroK8s, else ~/.local/state/hybrid-knative.")(fn)
-    fn = click.option("--timeout", "wait_timeout", type=click.FloatRange(1, 86400), default=600, show_default=True,
+    fn = click.option("--timeout", "wait_timeout", type=FiniteFloatRange(1, 86400), default=600, show_default=True,
                       help="Seconds to wait for each group of objects to become ready.")(fn)
-    fn = click.option("--poll-interval", type=click.FloatRange(0.001, 60), default=1.0, hidden=True)(fn)
+    fn = click.option("--poll-interval", type=FiniteFloatRange(0.001, 60), default=1.0, hidden=True)(fn)
     return fn
 
 

@@ -16,6 +16,7 @@ import click
 import yaml
 
 from hybrid_knative.cli.common import handle_errors, make_status, verbosity_options
+from hybrid_knative.cli.types import FiniteFloatRange
 from hybrid_knative.config import SnapPaths
 from hybrid_knative.errors import ConfigError
 from hybrid_knative.join import agent as agent_mod
@@ -84,15 +85,15 @@ def hub() -> None:
               help="Kubeconfig used to label nodes. Default: MicroK8s's.")
 @click.option("--context", help="Kubeconfig context.")
 @click.option("--no-mdns", is_flag=True, help="Do not advertise over mDNS.")
-@click.option("--rate", type=click.FloatRange(0.01, 1000), default=2.0, show_default=True,
+@click.option("--rate", type=FiniteFloatRange(0.01, 1000), default=2.0, show_default=True,
               help="Enrolment requests per second allowed per source address.")
 @click.option("--burst", type=click.IntRange(1, 10000), default=20, show_default=True,
               help="Requests a source may make at once before --rate applies.")
 @click.option("--add-node-ttl", type=click.IntRange(60, 604800), default=600, show_default=True,
               help="Lifetime (seconds) of the MicroK8s join token handed to each device.")
-@click.option("--node-timeout", type=click.FloatRange(1, 86400), default=1800, show_default=True,
+@click.option("--node-timeout", type=FiniteFloatRange(1, 86400), default=1800, show_default=True,
               help="How long to wait for an enrolled device's Node before giving up labelling it.")
-@click.option("--poll-interval", type=click.FloatRange(0.01, 60), default=2.0, hidden=True)
+@click.option("--poll-interval", type=FiniteFloatRange(0.01, 60), default=2.0, hidden=True)
 @click.option("--microk8s", "microk8s_cmd", default="microk8s", hidden=True)
 @click.option("--max-connections", type=click.IntRange(1, 900), default=256, show_default=True,
               help="Open connections the hub accepts in total (keep well below its fd limit, 1024 under systemd).")
@@ -293,14 +294,14 @@ def device_options(fn: Any) -> Any:
                       "hook) instead of the command line.")(fn)
     fn = click.option("--interface-address", "interfaces", multiple=True,
                       help="Browse mDNS on this IPv4 address only (repeatable). Default: all interfaces.")(fn)
-    fn = click.option("--discovery-timeout", type=click.FloatRange(0.1, 600), default=10, show_default=True)(fn)
+    fn = click.option("--discovery-timeout", type=FiniteFloatRange(0.1, 600), default=10, show_default=True)(fn)
     fn = click.option("--node-name", help="The name kubelet registers (default: the hostname).")(fn)
     fn = click.option("--machine-id", help="Device identity (default: /etc/machine-id).", hidden=True)(fn)
     fn = click.option("--host-root", type=click.Path(path_type=Path, file_okay=False), default=Path("/"),
                       help="Where the host's /proc, /sys, /dev and /etc are (for containerised agents).",
                       hidden=True)(fn)
-    fn = click.option("--backoff-initial", type=click.FloatRange(0.001, 600), default=1.0, hidden=True)(fn)
-    fn = click.option("--backoff-max", type=click.FloatRange(0.001, 3600), default=60.0, hidden=True)(fn)
+    fn = click.option("--backoff-initial", type=FiniteFloatRange(0.001, 600), default=1.0, hidden=True)(fn)
+    fn = click.option("--backoff-max", type=FiniteFloatRange(0.001, 3600), default=60.0, hidden=True)(fn)
     fn = click.option("--microk8s", "microk8s_cmd", default="microk8s", hidden=True)(fn)
     return fn
 
@@ -314,7 +315,7 @@ def _agent_settings(enrolment_text: str | None, *, timeout: float | None, discov
         if enrolment_text:
             raise ConfigError("give the enrolment string or --enrolment-file, not both")
         try:
-            enrolment_text = enrolment_file.read_text(encoding="utf-8").strip()
+            enrolment_text = agent_mod.read_bounded(enrolment_file, 4096).strip()
         except OSError as exc:
             raise ConfigError(f"cannot read {enrolment_file}: {exc.strerror}") from None
     if discover == bool(enrolment_text):
@@ -339,7 +340,7 @@ def _agent_settings(enrolment_text: str | None, *, timeout: float | None, discov
 @click.command("join")
 @click.argument("enrolment", required=False)
 @device_options
-@click.option("--timeout", type=click.FloatRange(1, 86400), default=600, show_default=True,
+@click.option("--timeout", type=FiniteFloatRange(1, 86400), default=600, show_default=True,
               help="Give up after this many seconds of retrying.")
 @verbosity_options
 @handle_errors
@@ -358,7 +359,7 @@ def join(verbose: int, quiet: bool, enrolment: str | None, timeout: float, **opt
 @click.command("agent")
 @click.argument("enrolment", required=False)
 @device_options
-@click.option("--timeout", type=click.FloatRange(1, 10 * 365 * 86400), default=None,
+@click.option("--timeout", type=FiniteFloatRange(1, 10 * 365 * 86400), default=None,
               help="Give up after this many seconds. Default: never.")
 @verbosity_options
 @handle_errors
