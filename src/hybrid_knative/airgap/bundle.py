@@ -660,7 +660,7 @@ def _check_images(manifest: BundleManifest, small: dict[str, bytes], path: Path)
                                      details=f"blob {digest} is not in the bundle")
 
 
-_UNPACKED: dict[tuple[str, int, int], Unpacked] = {}
+_UNPACKED: dict[tuple[str, str, int, int], Unpacked] = {}
 
 
 def unpack(path: Path, cache_root: Path, *, trusted: Sequence[signing.PublicKey] | None = None) -> Unpacked:
@@ -670,7 +670,7 @@ def unpack(path: Path, cache_root: Path, *, trusted: Sequence[signing.PublicKey]
     (``.unpack-*``) are removed first."""
     path = path.resolve()
     st = path.stat() if path.is_file() else None
-    key = (str(path), st.st_size, st.st_mtime_ns) if st else None
+    key = (str(path), str(cache_root.resolve()), st.st_size, st.st_mtime_ns) if st else None
     if trusted is None and key is not None and key in _UNPACKED and (_UNPACKED[key].root / ".complete").is_file():
         return _UNPACKED[key]
     manifest = read_manifest(path)
