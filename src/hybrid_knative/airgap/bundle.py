@@ -265,10 +265,7 @@ def create(output: Path, images: Sequence[ImageRef], *, arches: Sequence[str], u
     needs = {image: _needed(image, arches, (only_on or {}).get(image)) for image in images}
     if not images:
         raise ConfigError("no images to bundle")
-    if output.is_dir():
-        raise ConfigError(f"{output} is a folder", resolution="pass -o with a file name, e.g. site.bundle")
-    if not output.parent.is_dir():
-        raise ConfigError(f"folder not found: {output.parent}", resolution="create it first, or choose another -o")
+    check_output(output)
     work = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     try:
         layout = work / OCI_DIR
@@ -288,6 +285,20 @@ def create(output: Path, images: Sequence[ImageRef], *, arches: Sequence[str], u
         return manifest
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def check_output(output: Path) -> None:
+    """Where a bundle can be written: a new or regular file in an existing folder."""
+    shown = str(output)[:200]
+    try:
+        if output.exists() and not output.is_file():
+            raise ConfigError(f"{shown} exists and is not a regular file",
+                              resolution="pass -o with a file name, e.g. site.bundle")
+        if not output.parent.is_dir():
+            raise ConfigError(f"folder not found: {str(output.parent)[:200]}",
+                              resolution="create it first, or choose another -o")
+    except OSError as exc:
+        raise ConfigError(f"cannot use -o {shown}: {exc.strerror}", resolution="choose another -o") from None
 
 
 def _needed(image: ImageRef, arches: tuple[str, ...], only: Sequence[str] | None) -> tuple[str, ...]:

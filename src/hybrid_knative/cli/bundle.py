@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shlex
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -109,13 +110,15 @@ def bundle_contents(config: Config, extras: Sequence[str] = (), *, store: Upstre
         raise ConfigError(f"unknown --with {unknown[0]!r}",
                           resolution=f"choose from {', '.join(sorted(WITH_COMPONENTS))}")
     if images_from is not None and not images_from.is_file():
-        raise ConfigError(f"image list not found: {images_from}", resolution="pass --images-from with an existing file")
+        raise ConfigError(f"image list not found: {str(images_from)[:200]}",
+                          resolution="pass --images-from with an existing file")
+    listed = read_image_list(images_from) if images_from is not None else None  # bad input fails before rendering
     catalog = load_catalog()
     extra_comps = [catalog.extra_component(WITH_COMPONENTS[name]) for name in dict.fromkeys(extras)]
     microk8s = catalog.extra_component("microk8s")
     derived, release = derive_images(config, status)
-    if images_from is not None:
-        wanted = read_image_list(images_from)
+    if listed is not None:
+        wanted = listed
         only_on = {}
     else:
         own = parse_image_list(store.read_text(microk8s.file("images.txt")), source="microk8s/images.txt")
@@ -158,6 +161,9 @@ def create(verbose: int, quiet: bool, output: Path, arches: tuple[str, ...], kna
     """
     status = make_status(verbose, quiet)
     key = signing.load_private_key(sign_key) if sign_key is not None else None
+    bundle_mod.check_output(output)  # before the (slow) rendering
+    if shutil.which("skopeo") is None:
+        raise ConfigError("skopeo is not installed", resolution="sudo apt install skopeo (the snap ships it)")
     source = bundle_mod.Source.parse(source_registry, registries_conf)
     catalog = load_catalog()
     state = _state_dir()

@@ -194,8 +194,8 @@ def token_create(verbose: int, quiet: bool, state_dir: Path | None, ttl: str, us
     if not addresses:
         raise ConfigError("no hub address known yet", resolution="start the hub first (`hybrid-knative hub start`), "
                           "or pass --hub HOST:PORT")
-    if launch_config is not None and launch_config.exists() and launch_config.is_dir():
-        raise ConfigError(f"--launch-config {launch_config} is a folder")
+    if launch_config is not None and launch_config.exists() and not launch_config.is_file():
+        raise ConfigError(f"--launch-config {str(launch_config)[:200]} exists and is not a regular file")
     pki = ensure_pki(folder / "pki", cluster_name=str(info.get("cluster", "hybrid-knative")))
     state = HubState(folder)
     tok = state.create_token(ttl=seconds, max_uses=uses, labels=parsed_labels, approval=approval,
@@ -218,6 +218,7 @@ def token_create(verbose: int, quiet: bool, state_dir: Path | None, ttl: str, us
 
 @token.command("list")
 @state_dir_option
+@handle_errors
 def token_list(state_dir: Path | None) -> None:
     """List tokens (ids only; secrets are never stored)."""
     now = time.time()
@@ -258,6 +259,7 @@ def nodes(ctx: click.Context, state_dir: Path | None) -> None:
 @nodes.command("list")
 @state_dir_option
 @click.pass_context
+@handle_errors
 def nodes_list(ctx: click.Context, state_dir: Path | None) -> None:
     """List enrolments and their state (pending, approved, issued, joined)."""
     folder = state_dir or (ctx.obj or {}).get("state_dir")

@@ -102,6 +102,8 @@ class HubSettings:
                               resolution="pass --advertise with the hub's LAN IP address")
         for address in self.advertise:
             HubAddress(address, self.port)  # shape only; parse_hub_address validates strings
+        if self.cluster_tokens_file.exists() and not self.cluster_tokens_file.is_file():
+            raise ConfigError(f"{str(self.cluster_tokens_file)[:200]} is not a regular file")
         if self.kubeconfig is not None and not self.kubeconfig.is_file():
             raise ConfigError(f"kubeconfig not found: {self.kubeconfig}")
 
