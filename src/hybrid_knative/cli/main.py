@@ -15,6 +15,7 @@ from hybrid_knative import __version__, addon
 from hybrid_knative.catalog import load_catalog
 from hybrid_knative.cli.common import (
     EPILOG,
+    SafeGroup,
     build_config,
     build_target,
     cluster_options,
@@ -25,9 +26,11 @@ from hybrid_knative.cli.common import (
     verbosity_options,
 )
 from hybrid_knative.config import KubeVersion
+from hybrid_knative.errors import ConfigError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, epilog=EPILOG)
+@click.group(cls=SafeGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             epilog=EPILOG)
 @click.version_option(__version__, prog_name="hybrid-knative")
 def cli() -> None:
     """Serverless on your own hardware: Knative Serving + Kourier on MicroK8s, with URLs that work.
@@ -118,6 +121,9 @@ def plan(verbose: int, quiet: bool, output: Path, kubernetes_version: KubeVersio
     and every command; OUTPUT/plan.txt lists them all. With a cluster (--kubeconfig, or MicroK8s's when
     --kubernetes-version is not given) each item is marked create / update / unchanged — only reads.
     """
+    if output.exists() and not output.is_dir():  # before the (slow) rendering
+        raise ConfigError(f"--output {str(output)[:200]} exists and is not a folder",
+                          resolution="choose a new or empty folder")
     config = build_config(knative=knative, upstream_dirs=upstream_dirs, offline=offline, **cluster)
     status = make_status(verbose, quiet)
     kube = addon.connect(config) if kubernetes_version is None or config.kubeconfig is not None else None
