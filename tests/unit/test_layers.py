@@ -28,6 +28,7 @@ FORBIDDEN: dict[str, set[str]] = {
     "progress": {"cli", "addon", "install", "kube", "system", "join"},
     "bootstrap": {"cli", "addon", "install", "kube", "join"},
     "snaphooks": {"cli", "addon", "install", "kube"},
+    "ml": {"cli", "addon"},
 }
 
 

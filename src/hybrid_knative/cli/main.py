@@ -156,3 +156,7 @@ cli.add_command(_doctor.doctor)
 from hybrid_knative.cli import gpu as gpu_cli  # noqa: E402
 
 cli.add_command(gpu_cli.group)
+from hybrid_knative.cli import ml as _ml  # noqa: E402
+
+for _command in _ml.COMMANDS:  # model, train, certs
+    cli.add_command(_command)

@@ -191,5 +191,17 @@ def pytorchjob_example(*, name: str = "rocm-ddp-check", namespace: str = "defaul
             "spec": {"runPolicy": {"cleanPodPolicy": "None", "backoffLimit": 2}, "pytorchReplicaSpecs": specs}}
 
 
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (the script) as literal blocks, so the YAML is pleasant to edit."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
 def to_yaml(obj: Manifest) -> str:
-    return yaml.safe_dump(json.loads(json.dumps(obj)), sort_keys=False)
+    return yaml.dump(json.loads(json.dumps(obj)), Dumper=_Dumper, sort_keys=False)
