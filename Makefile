@@ -25,9 +25,11 @@ format: $(DEPS) ## format and auto-fix
 	$(PYTHON) -m ruff format src tests benchmarks scripts
 	$(PYTHON) -m ruff check --fix src tests benchmarks scripts
 
-lint: $(DEPS) ## ruff + mypy --strict on src/
+lint: $(DEPS) ## ruff + mypy --strict on src/ + import-linter layer contracts (pyproject.toml)
 	$(PYTHON) -m ruff check src tests benchmarks scripts addons/hybrid-knative/_shim.py
 	$(PYTHON) -m mypy --strict src
+	PYTHONPATH=src $(PYTHON) -c "import sys; from importlinter.cli import lint_imports_command as c; sys.exit(c())" \
+		--no-cache --config pyproject.toml
 
 test: vendor ## the whole test suite (vendors from MIRROR or the network first)
 	$(PYTHON) -m pytest $(PYTEST_ARGS)

@@ -33,6 +33,7 @@ from hybrid_knative.airgap import oci
 from hybrid_knative.airgap.images import ImageRef
 from hybrid_knative.errors import ConfigError, IntegrityError, PermanentError
 from hybrid_knative.progress import Status
+from hybrid_knative.system.registry import Skopeo
 from hybrid_knative.system.runner import Runner
 
 FORMAT = "hybrid-knative-bundle/1"
@@ -239,14 +240,8 @@ def _pull(layout: Path, images: Sequence[ImageRef], arches: tuple[str, ...], sou
     with status.step(f"Pull {len(images)} images for {', '.join(arches)} into one OCI layout"):
         for index, image in enumerate(images, start=1):
             ref_name = layout_ref_name(image)
-            argv: list[str | Path] = ["skopeo"]
-            if source.registries_conf is not None:
-                argv += ["--registries-conf", source.registries_conf]
-            argv += ["copy", "--quiet", "--all", "--preserve-digests", "--retry-times", "2"]
-            if source.insecure:
-                argv.append("--src-tls-verify=false")
-            argv += [source.location(image), f"oci:{layout}:{ref_name}"]
-            runner.run(argv, timeout=3600)
+            Skopeo(runner, source.registries_conf).copy(source.location(image), f"oci:{layout}:{ref_name}",
+                                                        retry_times=2, src_tls_verify=not source.insecure)
             done = _dir_size(layout / "blobs") if (layout / "blobs").is_dir() else 0
             elapsed = clock() - started
             eta = elapsed / index * (len(images) - index)

@@ -17,6 +17,7 @@ from hybrid_knative.config import SnapPaths
 from hybrid_knative.errors import ConfigError
 from hybrid_knative.progress import Status
 from hybrid_knative.system.files import atomic_write
+from hybrid_knative.system.registry import Skopeo
 from hybrid_knative.system.runner import Runner
 
 MIRRORED_REGISTRIES = {  # registry -> its real server (containerd's `server`, used when the mirror lacks an image)
@@ -119,8 +120,7 @@ def _import_one(unpacked: Unpacked, image: BundleImage, target: Target, runner: 
         ref = ImageRef.parse(image.name)
         tag = ref.digest.replace(":", "-") if ref.digest else ref.tag
         dest = f"docker://{target.mirror}/{ref.path}:{tag}"
-        runner.run(["skopeo", "copy", "--quiet", "--all", "--preserve-digests", "--dest-tls-verify=false",
-                    f"oci:{unpacked.layout}:{image.ref_name}", dest], timeout=3600)
+        Skopeo(runner).copy(f"oci:{unpacked.layout}:{image.ref_name}", dest, dest_tls_verify=False)
         return
     with tempfile.TemporaryDirectory(prefix=".import-", dir=unpacked.root.parent) as tmp:
         archive = Path(tmp) / "image.tar"

@@ -12,8 +12,9 @@ from typing import Any, TypeVar
 
 import click
 
-from hybrid_knative.config import Config, KubeVersion, SnapPaths, parse_release
+from hybrid_knative.config import ClusterTarget, Config, KubeVersion, SnapPaths, parse_release
 from hybrid_knative.errors import ConfigError, HybridError
+from hybrid_knative.options import DOMAIN_MODES, EXTRAS, GPU_MODES, PROFILES
 from hybrid_knative.progress import Status
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -67,16 +68,19 @@ def platform_options(fn: F) -> F:
                       help="Namespace of the default Broker (created when missing).")(fn)
     fn = click.option("--verify/--no-verify", "verify", default=True, show_default=True,
                       help="Before marking enabled, prove a smoke service answers from this host and from a pod.")(fn)
-    fn = click.option("--gpu", type=click.Choice(["auto", "amd", "nvidia", "none"]), default="auto", show_default=True,
+    fn = click.option("--gpu", type=click.Choice(GPU_MODES), default="auto", show_default=True,
                       help="GPU support: auto-detect on this node; amd (ROCm device plugin, needs the amdgpu "
                       "driver); nvidia (MicroK8s's nvidia addon); none.")(fn)
-    fn = click.option("--profile", type=click.Choice(["standard", "edge"]), default="standard", show_default=True,
+    fn = click.option("--with", "extras", multiple=True, type=click.Choice(EXTRAS),
+                      help="Optional stacks (repeatable): ml = KServe + model store + Training Operator "
+                      "(Kubeflow-lite, docs/ml.md); ml-gridfs = ml plus the gridfs:// model backend.")(fn)
+    fn = click.option("--profile", type=click.Choice(PROFILES), default="standard", show_default=True,
                       help="Resources: upstream requests (standard), or single replicas and low requests (edge).")(fn)
     return fn
 
 
 def dns_options(fn: F) -> F:
-    fn = click.option("--domain-mode", type=click.Choice(["local", "magic", "custom"]), default="local",
+    fn = click.option("--domain-mode", type=click.Choice(DOMAIN_MODES), default="local",
                       show_default=True, help="local: a private zone resolved by the cluster and this host (offline); "
                       "magic: <ingress-ip>.sslip.io (needs internet); custom: your own wildcard domain.")(fn)
     fn = click.option("--domain", help="The zone (local mode, default hk.internal) or your wildcard domain "
@@ -110,15 +114,27 @@ def make_status(verbose: int, quiet: bool) -> Status:
     return Status(verbosity=-1 if quiet else verbose)
 
 
-def build_config(*, kubeconfig: Path | None, context: str | None, state_dir: Path | None,
-                 wait_timeout: float, poll_interval: float, **extra: Any) -> Config:
+def _target_fields(kubeconfig: Path | None, state_dir: Path | None) -> dict[str, Any]:
     snap = SnapPaths.from_environ(dict(os.environ))
     uses_microk8s = kubeconfig is None
     if state_dir is None:
         state_dir = snap.state_dir if uses_microk8s else _state_default()
     marker = None if uses_microk8s else state_dir / "hybrid-knative.enabled"
-    return Config(kubeconfig=kubeconfig, context=context, snap=snap, state_dir=state_dir, marker=marker,
-                  wait_timeout=wait_timeout, poll_interval=poll_interval, **extra)
+    return {"snap": snap, "state_dir": state_dir, "marker": marker}
+
+
+def build_target(*, kubeconfig: Path | None, context: str | None, state_dir: Path | None,
+                 wait_timeout: float, poll_interval: float) -> ClusterTarget:
+    """The cluster a command talks to (status, doctor, disable): no install options needed."""
+    return ClusterTarget(kubeconfig=kubeconfig, context=context, wait_timeout=wait_timeout,
+                         poll_interval=poll_interval, **_target_fields(kubeconfig, state_dir))
+
+
+def build_config(*, kubeconfig: Path | None, context: str | None, state_dir: Path | None,
+                 wait_timeout: float, poll_interval: float, **extra: Any) -> Config:
+    """A cluster target plus install options (enable, plan)."""
+    return Config(kubeconfig=kubeconfig, context=context, wait_timeout=wait_timeout, poll_interval=poll_interval,
+                  **_target_fields(kubeconfig, state_dir), **extra)
 
 
 def handle_errors(fn: F) -> F:

@@ -16,6 +16,7 @@ from hybrid_knative.catalog import load_catalog
 from hybrid_knative.cli.common import (
     EPILOG,
     build_config,
+    build_target,
     cluster_options,
     handle_errors,
     install_options,
@@ -66,8 +67,9 @@ def enable(verbose: int, quiet: bool, knative: str | None, upstream_dirs: tuple[
 @verbosity_options
 @handle_errors
 def disable(verbose: int, quiet: bool, **cluster: Any) -> None:
-    """Remove exactly what enable created, in reverse order (also after a partial enable)."""
-    config = build_config(**cluster)
+    """Remove exactly what enable created, in reverse order (also after a partial enable, and from any
+    control-plane node: the record is kept in the cluster)."""
+    config = build_target(**cluster)
     addon.disable(config, make_status(verbose, quiet))
     click.echo("hybrid-knative: disabled.")
 
@@ -78,7 +80,7 @@ def disable(verbose: int, quiet: bool, **cluster: Any) -> None:
 @handle_errors
 def status(verbose: int, quiet: bool, **cluster: Any) -> None:
     """Show whether hybrid-knative is enabled and each component's health. Exit 0 only when healthy."""
-    config = build_config(**cluster)
+    config = build_target(**cluster)
     h = addon.health(config)
     click.echo(f"enabled: {'yes' if h.enabled else 'no'}")
     click.echo(f"knative: {h.release or '-'}")
@@ -109,16 +111,25 @@ def status(verbose: int, quiet: bool, **cluster: Any) -> None:
 @handle_errors
 def plan(verbose: int, quiet: bool, output: Path, kubernetes_version: KubeVersion | None, knative: str | None,
          upstream_dirs: tuple[Path, ...], offline: bool, **cluster: Any) -> None:
-    """Dry run: print the steps enable would take and write every object it would apply. Touches nothing."""
+    """Dry run: print the steps enable would take and write every change it would make. Touches nothing.
+
+    Per step: every object it applies, every patch to an object it does not own (the CoreDNS block as the
+    resulting Corefile and a diff, Kourier's externalIPs, node labels), every host file with its content
+    and every command; OUTPUT/plan.txt lists them all. With a cluster (--kubeconfig, or MicroK8s's when
+    --kubernetes-version is not given) each item is marked create / update / unchanged — only reads.
+    """
     config = build_config(knative=knative, upstream_dirs=upstream_dirs, offline=offline, **cluster)
     status = make_status(verbose, quiet)
-    version = kubernetes_version or addon.connect(config).server_version()
-    release, rendered, paths = addon.write_plan(config, version, output, status)
+    kube = addon.connect(config) if kubernetes_version is None or config.kubeconfig is not None else None
+    version = kubernetes_version or (kube.server_version() if kube is not None else None)
+    assert version is not None
+    release, rendered, paths = addon.write_plan(config, version, output, status, kube=kube)
     click.echo(f"Plan for Knative {release.line} on Kubernetes {version.minor_version}:")
     for index, (r, path) in enumerate(zip(rendered, paths[: len(rendered)], strict=True), start=1):
         click.echo(f"  {index:>2}. {r.step.name:<26} {len(r.objects):>3} objects  {path}")
     for path in paths[len(rendered):]:
         click.echo(f"  example: {path}")
+    click.echo(f"Every change, item by item: {output / 'plan.txt'}")
 
 
 @cli.command("versions")

@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 
-from hybrid_knative.catalog import Release
+from hybrid_knative import components
+from hybrid_knative.catalog import Release, load_catalog
+from hybrid_knative.config import ClusterTarget
 from hybrid_knative.dns import ingress
 from hybrid_knative.errors import HybridError
-from hybrid_knative.install.record import Record
+from hybrid_knative.install.run import connect, load_record
 from hybrid_knative.kube import ready
 from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.knative import knative_ready
 from hybrid_knative.kube.objects import ObjectRef
-
-# which step's objects belong to which catalog component
-COMPONENT_OF_STEP = {
-    "install_serving_crds": "knative-serving", "install_serving_core": "knative-serving",
-    "install_kourier": "net-kourier",
-    "install_eventing_crds": "knative-eventing", "install_eventing_core": "knative-eventing",
-    "install_in_memory_channel": "knative-eventing", "install_mt_channel_broker": "knative-eventing",
-}
-CUSTOM_ROWS = {("Broker", "create_default_broker"): "broker", ("Service", "verify_smoke_service"): "smoke service"}
+from hybrid_knative.platform.record import Record
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,11 +26,14 @@ class ComponentRow:
 
 
 def component_rows(kube: KubeApi, record: Record, release: Release | None) -> list[ComponentRow]:
+    """One row per component with recorded Deployments (all Available?), then one per recorded object a
+    component lists in ``status_objects`` (its Ready condition and URL) — all from the registry."""
+    known = {c.name: c for c in components.all_components()}
     deployments: dict[str, list[ObjectRef]] = {}
     rows: list[ComponentRow] = []
     for entry in record.entries:
-        comp = COMPONENT_OF_STEP.get(entry.step)
-        if comp is not None and entry.ref.kind == "Deployment":
+        comp = entry.component or _component_of_step(entry.step)
+        if comp in known and entry.ref.kind == "Deployment":
             deployments.setdefault(comp, []).append(entry.ref)
     for comp, refs in deployments.items():
         bad = []
@@ -44,11 +41,15 @@ def component_rows(kube: KubeApi, record: Record, release: Release | None) -> li
             reason = ready.deployment_available(kube, ref.namespace or "", ref.name)()
             if reason is not None:
                 bad.append(f"{ref.name}: {reason}")
-        version = release.components[comp].version if release is not None and comp in release.components else "-"
+        upstream = known[comp].catalog_name
+        version = release.components[upstream].version if release is not None and upstream in release.components \
+            else "-"
         detail = f"{len(refs) - len(bad)}/{len(refs)} Deployments Available" + (f" ({'; '.join(bad)})" if bad else "")
         rows.append(ComponentRow(comp, not bad, version, detail))
     for entry in record.entries:
-        label = CUSTOM_ROWS.get((entry.ref.kind, entry.step))
+        component = known.get(entry.component or _component_of_step(entry.step))
+        label = next((s.label for s in component.status_objects if s.kind == entry.ref.kind), None) \
+            if component is not None else None
         if label is None:
             continue
         kube.register_kind(entry.ref.api_version, entry.ref.kind, entry.plural, namespaced=entry.namespaced)
@@ -58,6 +59,14 @@ def component_rows(kube: KubeApi, record: Record, release: Release | None) -> li
         rows.append(ComponentRow(f"{label} {entry.ref.namespace}/{entry.ref.name}", reason is None, "-",
                                  reason or (url or "Ready")))
     return rows
+
+
+def _component_of_step(step: str) -> str:
+    """Records written before entries named their component: the component that declares the step."""
+    for component in components.all_components():
+        if not callable(component.steps) and any(s.name == step for s in component.steps):
+            return component.name
+    return ""
 
 
 def knative_domain(kube: KubeApi) -> str | None:
@@ -71,3 +80,41 @@ def ingress_ip(kube: KubeApi) -> str | None:
         return ingress.current(kube)
     except HybridError:
         return None
+
+
+@dataclasses.dataclass(frozen=True)
+class ComponentHealth:
+    name: str
+    ready: bool
+    detail: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Health:
+    enabled: bool
+    release: str | None
+    components: list[ComponentHealth]  # one per recorded Deployment
+    table: list[ComponentRow] = dataclasses.field(default_factory=list)  # one per component (status table)
+    domain: str | None = None
+    ingress_ip: str | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return self.enabled and all(c.ready for c in self.components) and all(r.ready for r in self.table)
+
+
+def health(config: ClusterTarget, *, kube: KubeApi | None = None) -> Health:
+    kube = kube or connect(config)
+    kube.server_version()
+    record = load_record(config, kube)
+    comps = []
+    for entry in record.entries:
+        if entry.ref.kind != "Deployment" or entry.ref.namespace is None:
+            continue
+        reason = ready.deployment_available(kube, entry.ref.namespace, entry.ref.name)()
+        comps.append(ComponentHealth(f"{entry.ref.namespace}/{entry.ref.name}", reason is None, reason or "Available"))
+    release = next((r for r in load_catalog().releases if r.line == record.release), None)
+    return Health(enabled=config.effective_marker.is_file(), release=record.release, components=comps,
+                  table=component_rows(kube, record, release) if len(record) else [],
+                  domain=knative_domain(kube) if len(record) else None,
+                  ingress_ip=ingress_ip(kube) if len(record) else None)

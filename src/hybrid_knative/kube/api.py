@@ -20,9 +20,9 @@ from lightkube.core.resource_registry import resource_registry
 from lightkube.generic_resource import create_global_resource, create_namespaced_resource
 from lightkube.types import PatchType
 
-from hybrid_knative.config import KubeVersion
 from hybrid_knative.errors import ConfigError, PermanentError, TemporaryError
 from hybrid_knative.kube.objects import Manifest, ObjectRef, ref_of
+from hybrid_knative.versions import KubeVersion
 
 FIELD_MANAGER = "hybrid-knative"
 T = TypeVar("T")

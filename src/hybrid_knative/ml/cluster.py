@@ -68,8 +68,12 @@ def render_gid(kube: KubeApi) -> int | None:
     return None
 
 
-def apply_serving(kube: KubeApi, req: serve.ServeRequest, settings: store.Settings) -> Manifest:
-    """The namespace's store credentials (for s3://) and the InferenceService, applied server-side."""
+def apply_serving(kube: KubeApi, req: serve.ServeRequest, settings: store.Settings,
+                  labels: Mapping[str, str] | None = None) -> Manifest:
+    """The namespace's store credentials (for s3://) and the InferenceService, applied server-side.
+
+    ``labels``: extra labels on the InferenceService (the platform's own check marks it as ours).
+    """
     register_kinds(kube)
     if kube.get(ObjectRef("v1", "Namespace", None, req.namespace)) is None:
         raise ConfigError(f"namespace {req.namespace!r} does not exist",
@@ -79,6 +83,8 @@ def apply_serving(kube: KubeApi, req: serve.ServeRequest, settings: store.Settin
         for obj in store.serving_credentials(req.namespace, endpoint, labels_for(store.COMPONENT)):
             kube.apply(obj)
     isvc = serve.render_inference_service(req)
+    if labels:
+        isvc["metadata"]["labels"].update(labels)
     kube.apply(isvc)
     return isvc
 

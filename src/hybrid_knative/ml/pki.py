@@ -320,3 +320,25 @@ def target(component: str) -> WebhookTarget:
     except KeyError:
         raise PermanentError(f"no webhook certificate for {component!r}",
                              resolution=f"known: {', '.join(sorted(TARGETS))}") from None
+
+
+# `plan` renders objects without a cluster: Secrets and caBundles are made at enable time, so the plan
+# shows them empty (and never shows a key).
+PLACEHOLDER = WebhookPki(ca_cert_pem=b"", cert_pem=b"", ca_key_pem=b"", key_pem=b"", bundle_pem=b"")
+REDACTED = ""
+
+
+def redacted(objs: Iterable[Manifest]) -> list[Manifest]:
+    """Objects with every Secret's data emptied and every webhook's caBundle removed (for plan output)."""
+    out: list[Manifest] = []
+    for obj in objs:
+        if obj.get("kind") == "Secret":
+            obj = {**obj, "data": dict.fromkeys(obj.get("data") or {}, REDACTED)}
+        elif obj.get("kind") in WEBHOOK_KINDS:
+            hooks = []
+            for hook in obj.get("webhooks") or []:
+                cc = {k: v for k, v in (hook.get("clientConfig") or {}).items() if k != "caBundle"}
+                hooks.append({**hook, "clientConfig": cc})
+            obj = {**obj, "webhooks": hooks}
+        out.append(obj)
+    return out
