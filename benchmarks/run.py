@@ -120,3 +120,7 @@ if __name__ == "__main__":
     from benchmarks.airgap import bench_airgap
 
     bench_airgap()
+    from benchmarks.ml import bench_ml_footprint, bench_push_throughput
+
+    bench_ml_footprint()
+    bench_push_throughput()
