@@ -10,20 +10,33 @@ import pytest
 
 from hybrid_knative import addon
 from hybrid_knative.errors import ConfigError
-from hybrid_knative.ml import pki, serve
+from hybrid_knative.ml import kserve, pki, serve, training
 from hybrid_knative.ml.runtimes import runtime
 from hybrid_knative.progress import Status
 from tests.harness.emulator import FakeController
 from tests.harness.kserve import KServeBehaviour
 from tests.integration.conftest import Cluster, make_cluster  # noqa: F401 - the fixture
+from tests.ml.conftest import slim_crd
 
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture()
+def slim_crds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The emulator copies every stored CRD on every request; KServe's 2.3 MB of schemas make each request
+    take a second. The flow applies the same CRDs without their schemas (the strict schema checks of every
+    rendered object are in test_render.py, and the KServe fake validates InferenceServices in full)."""
+    for module in (kserve, training):
+        original = module.render_crds
+        monkeypatch.setattr(module, "render_crds",
+                            lambda store, labels, original=original: [slim_crd(c) for c in original(store, labels)])
+
+
+@pytest.mark.usefixtures("slim_crds")
 def test_enable_with_ml_rerun_and_disable(make_cluster: Callable[..., Cluster]) -> None:  # noqa: F811
     kserve_fake = KServeBehaviour()
     cluster = make_cluster(controller=FakeController(hooks=[kserve_fake]))
-    config = cluster.config(extras=("ml",), wait_timeout=60.0)
+    config = cluster.config(extras=("ml",), wait_timeout=60.0, eventing=False)
     status = Status(verbosity=-1)
     first = addon.enable(config, status)
     assert first.written > 0
