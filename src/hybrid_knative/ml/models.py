@@ -128,8 +128,13 @@ def build_manifest(folder: Path, name: str, *, now: datetime.datetime | None = N
 
 def client(settings: Settings) -> Any:
     """A boto3 S3 client for the store (path-style addressing, bounded timeouts and retries)."""
-    import boto3
-    from botocore.config import Config
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError:
+        raise ConfigError("the model commands need boto3, which is not installed here",
+                          resolution="install the ML extra: `pip install 'hybrid-knative[ml]'` (the snap has it)"
+                          ) from None
 
     config = Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"},
                     s3={"addressing_style": "path"}, signature_version="s3v4")

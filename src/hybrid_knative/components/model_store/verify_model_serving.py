@@ -8,6 +8,7 @@ and skips (the rest of the install is unaffected).
 
 from __future__ import annotations
 
+import importlib.util
 import tempfile
 from pathlib import Path
 
@@ -41,9 +42,9 @@ def make_tiny_model(folder: Path) -> bool:
 
 def run(ctx: Context, objs: list[Manifest]) -> None:
     with tempfile.TemporaryDirectory(prefix="hk-verify-") as tmp:
-        if not make_tiny_model(Path(tmp)):
-            ctx.status.warn("skipping the model serving check: scikit-learn is not installed on this host "
-                            "(`pip install scikit-learn`, then re-run enable)")
+        if not make_tiny_model(Path(tmp)) or importlib.util.find_spec("boto3") is None:
+            ctx.status.warn("skipping the model serving check: it needs scikit-learn and boto3 on this host "
+                            "(`pip install 'hybrid-knative[ml]' scikit-learn`, then re-run enable)")
             return
         settings = cluster.store_settings(ctx.kube)
         manifest = retry(lambda: models.push(settings, Path(tmp), MODEL), policy=ctx.waits,
