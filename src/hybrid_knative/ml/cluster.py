@@ -51,7 +51,8 @@ def store_settings(kube: KubeApi, *, endpoint: str | None = None) -> store.Setti
         if not ip or ip == "None":
             raise ConfigError(f"Service {store.NAMESPACE}/{store.SERVICE} has no cluster IP",
                               resolution="re-run enable --with ml; or pass --store-endpoint HOST:PORT")
-        endpoint = f"{ip}:{store.S3_PORT}"
+        ports = [p for p in (service.get("spec") or {}).get("ports") or [] if p.get("name") == "s3"]
+        endpoint = f"{ip}:{ports[0].get('port', store.S3_PORT) if ports else store.S3_PORT}"
     return store.Settings(endpoint=endpoint, credentials=credentials)
 
 
