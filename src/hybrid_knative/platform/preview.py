@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 from typing import Any, Literal
 
 import yaml
@@ -66,7 +67,10 @@ def as_yaml(obj: Any) -> str:
 
 def object_change(obj: Manifest, live: dict[str, Any] | None, *, compared: bool, what: What = "object") -> Change:
     ref = ref_of(obj)
-    return Change(what, str(ref), as_yaml(obj), compare(obj, live) if compared else "")
+    action = compare(obj, live) if compared else ""
+    if what == "patch" and action == "create":
+        action = "update"  # a patch onto an object an earlier step creates
+    return Change(what, str(ref), as_yaml(obj), action)
 
 
 def planned_ingress_ip(config_ip: str | None, kube: KubeApi | None) -> str:
@@ -80,6 +84,14 @@ def planned_ingress_ip(config_ip: str | None, kube: KubeApi | None) -> str:
     except HybridError:
         ip = None
     return ip or "<ingress address: this node's InternalIP>"
+
+
+def is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def live_get(kube: KubeApi | None, ref: ObjectRef) -> dict[str, Any] | None:

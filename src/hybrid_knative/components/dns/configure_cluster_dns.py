@@ -12,7 +12,7 @@ from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.objects import Manifest
 from hybrid_knative.kube.wait import retry
 from hybrid_knative.platform.context import Context, RenderContext
-from hybrid_knative.platform.preview import Change, live_get, planned_ingress_ip, unified
+from hybrid_knative.platform.preview import Change, is_ip, live_get, planned_ingress_ip, unified
 from hybrid_knative.platform.record import CorefileBlock, Undo
 from hybrid_knative.platform.undo import take_back_now
 
@@ -20,6 +20,7 @@ NAME = "configure_cluster_dns"
 TITLE = "Answer the Knative zone in the cluster DNS (CoreDNS)"
 KEY = "Corefile"
 UNDO_KEY = "corefile-block kube-system/coredns"
+DOC_IP = "192.0.2.1"
 
 
 def render(rc: RenderContext) -> list[Manifest]:
@@ -62,12 +63,17 @@ def preview(rc: RenderContext, kube: KubeApi | None) -> list[Change]:
     zone = domain_for("local", domain=rc.config.domain, ingress_ip=None)
     assert zone is not None
     ip = planned_ingress_ip(rc.config.ingress_ip, kube)
+    known = is_ip(ip)
+    stand_in = ip if known else DOC_IP  # an address of TEST-NET-1 stands for one known only at run time
+
+    def shown(text: str) -> str:
+        return text if known else text.replace(DOC_IP, ip)
+
     live = live_get(kube, ingress.COREDNS)
     text = ((live or {}).get("data") or {}).get(KEY)
     target = f"{ingress.COREDNS} ({KEY}: server block for {zone} → {ip})"
     if not isinstance(text, str):
-        return [Change("patch", target, corefile.zone_block(zone, ip),
-                       "" if kube is None else "update", "")]
-    wanted = corefile.ensure(text, zone, ip)
-    return [Change("patch", target, wanted, "unchanged" if wanted == text else "update",
-                   unified(text, wanted, KEY))]
+        return [Change("patch", target, shown(corefile.zone_block(zone, stand_in)), "" if kube is None else "update")]
+    wanted = corefile.ensure(text, zone, stand_in)
+    return [Change("patch", target, shown(wanted), "unchanged" if wanted == text else "update",
+                   shown(unified(text, wanted, KEY)))]

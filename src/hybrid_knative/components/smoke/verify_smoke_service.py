@@ -17,7 +17,9 @@ from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.knative import SERVING, job_complete, knative_ready
 from hybrid_knative.kube.objects import Manifest, ObjectRef, ref_of
 from hybrid_knative.kube.wait import retry, wait_all
+from hybrid_knative.manifests import with_labels
 from hybrid_knative.platform.apply import apply_objects
+from hybrid_knative.platform.component import platform_labels
 from hybrid_knative.platform.context import Context, RenderContext
 from hybrid_knative.platform.preview import Change, as_yaml
 
@@ -104,6 +106,7 @@ def _probe_from_pod(ctx: Context, url: str, image: str) -> None:
     stamp = datetime.datetime.now(tz=datetime.timezone.utc).isoformat()
     job = smoke.probe_job(component="smoke-probe", namespace=data.namespace, target=url, check=smoke.HTTP_CHECK,
                           deadline=max(30, int(ctx.waits.timeout)), image=image, salt=stamp)
+    job = with_labels(job, platform_labels(ctx.component or "smoke"))  # a platform object (the TTL removes it)
     ref = ref_of(job)
     retry(lambda: ctx.kube.apply(job), policy=ctx.waits, what=f"create {ref}", stats=ctx.stats)
     resolution = (f"{_doctor()} (it checks DNS from a pod); "
