@@ -26,7 +26,7 @@ COMPONENT = Component(
            Step.of(install_kserve_runtimes)),
     enabled=enabled,
     after=("knative-serving", "net-kourier", "gpu-amd"),
-    namespaces=(NamespaceCheck("kserve", "KServe"),),
+    namespaces=(NamespaceCheck("kserve", "KServe", required=False),),
     webhooks=(WebhookCheck("kserve", "kserve-webhook-server-service"),),
     bundle_images=lambda rc: images.ml_images(rc.store),
     bundle_option="ml",

@@ -30,5 +30,5 @@ COMPONENT = Component(
     steps=steps,
     enabled=enabled,
     after=("kserve",),
-    namespaces=(NamespaceCheck("hk-model-store", "model store"),),
+    namespaces=(NamespaceCheck("hk-model-store", "model store", required=False),),
 )

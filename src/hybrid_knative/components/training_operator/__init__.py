@@ -18,6 +18,6 @@ COMPONENT = Component(
     steps=(Step.of(install_training_operator_crds), Step.of(install_training_operator)),
     enabled=enabled,
     after=("kserve",),
-    namespaces=(NamespaceCheck("kubeflow", "Training Operator"),),
+    namespaces=(NamespaceCheck("kubeflow", "Training Operator", required=False),),
     webhooks=(WebhookCheck("kubeflow", "training-operator"),),
 )
