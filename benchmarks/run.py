@@ -129,3 +129,7 @@ if __name__ == "__main__":
     from benchmarks.clone import bench_clone
 
     bench_clone()
+    from benchmarks.ml import bench_ml_footprint, bench_push_throughput
+
+    bench_ml_footprint()
+    bench_push_throughput()

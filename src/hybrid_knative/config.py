@@ -9,10 +9,12 @@ from pathlib import Path
 from hybrid_knative.errors import ConfigError
 from hybrid_knative.options import (
     DOMAIN_MODES,
+    EXTRAS,
     GPU_MODES,
     INGRESS_MODES,
     PROFILES,
     DomainMode,
+    Extra,
     GpuMode,
     IngressMode,
     ProfileName,
@@ -133,6 +135,7 @@ class Config(ClusterTarget):
     # node: a node address (externalIPs) unless a load balancer has one; loadbalancer: wait for the cloud's load
     # balancer to give Kourier an address, never touch externalIPs (clone's cloud profile)
     ingress_mode: IngressMode = "node"
+    extras: tuple[Extra, ...] = ()  # `--with ml` …: optional stacks (see options.EXTRAS)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -181,3 +184,10 @@ class Config(ClusterTarget):
                               resolution="use --domain-mode custom (your wildcard domain) or magic")
         if self.profile not in PROFILES:
             raise ConfigError(f"unknown profile {self.profile!r}", resolution=f"choose one of: {', '.join(PROFILES)}")
+        for extra in self.extras:
+            if extra not in EXTRAS:
+                raise ConfigError(f"unknown --with {extra!r}", resolution=f"choose from: {', '.join(EXTRAS)}")
+
+    def has(self, extra: Extra) -> bool:
+        """Whether ``--with extra`` was given (``ml-gridfs`` implies ``ml``)."""
+        return extra in self.extras or (extra == "ml" and "ml-gridfs" in self.extras)

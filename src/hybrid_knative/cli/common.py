@@ -17,7 +17,7 @@ import click
 from hybrid_knative.cli.types import FiniteFloatRange
 from hybrid_knative.config import ClusterTarget, Config, KubeVersion, SnapPaths, parse_release
 from hybrid_knative.errors import ConfigError, HybridError
-from hybrid_knative.options import DOMAIN_MODES, GPU_MODES, PROFILES
+from hybrid_knative.options import DOMAIN_MODES, EXTRAS, GPU_MODES, PROFILES
 from hybrid_knative.progress import Status
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -74,6 +74,9 @@ def platform_options(fn: F) -> F:
     fn = click.option("--gpu", type=click.Choice(GPU_MODES), default="auto", show_default=True,
                       help="GPU support: auto-detect on this node; amd (ROCm device plugin, needs the amdgpu "
                       "driver); nvidia (MicroK8s's nvidia addon); none.")(fn)
+    fn = click.option("--with", "extras", multiple=True, type=click.Choice(EXTRAS),
+                      help="Optional stacks (repeatable): ml = KServe + model store + Training Operator "
+                      "(Kubeflow-lite, docs/ml.md); ml-gridfs = ml plus the gridfs:// model backend.")(fn)
     fn = click.option("--profile", type=click.Choice(PROFILES), default="standard", show_default=True,
                       help="Resources: upstream requests (standard), or single replicas and low requests (edge).")(fn)
     return fn

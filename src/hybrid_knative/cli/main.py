@@ -67,13 +67,16 @@ def enable(verbose: int, quiet: bool, knative: str | None, upstream_dirs: tuple[
 
 @cli.command()
 @cluster_options
+@click.option("--delete-user-models", is_flag=True,
+              help="With --with ml: also delete your InferenceServices (removed with KServe's CRDs); without "
+              "it, disable refuses while any exist.")
 @verbosity_options
 @handle_errors
-def disable(verbose: int, quiet: bool, **cluster: Any) -> None:
+def disable(verbose: int, quiet: bool, delete_user_models: bool, **cluster: Any) -> None:
     """Remove exactly what enable created, in reverse order (also after a partial enable, and from any
     control-plane node: the record is kept in the cluster)."""
     config = build_target(**cluster)
-    addon.disable(config, make_status(verbose, quiet))
+    addon.disable(config, make_status(verbose, quiet), delete_user_models=delete_user_models)
     click.echo("hybrid-knative: disabled.")
 
 
@@ -183,3 +186,7 @@ cli.add_command(_ros2.group)
 from hybrid_knative.cli import clone as _clone  # noqa: E402
 
 cli.add_command(_clone.clone)
+from hybrid_knative.cli import ml as _ml  # noqa: E402
+
+for _command in _ml.COMMANDS:  # model, train, certs
+    cli.add_command(_command)
