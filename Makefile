@@ -7,16 +7,23 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install vendor format lint test test-unit bench snap bundle plan emulator clean
+.PHONY: help install lock vendor format lint test test-unit bench snap bundle plan emulator clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 install: $(DEPS) ## install the package (editable) with test and dev tools
 
-$(DEPS): pyproject.toml
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+$(DEPS): pyproject.toml requirements/lock-dev.txt
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements/lock-dev.txt
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@mkdir -p build && touch $@
+
+lock: ## pin every dependency with its sha256 (requirements/lock.txt: runtime, 3.10+; lock-dev.txt: CI, 3.11+)
+	uv pip compile pyproject.toml --universal --python-version 3.10 --generate-hashes --no-header \
+		-o requirements/lock.txt
+	uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 --generate-hashes --no-header \
+		-o requirements/lock-dev.txt
 
 vendor: $(DEPS) ## fetch + verify the pinned upstream files (offline: make vendor MIRROR=../shared/upstream)
 	$(PYTHON) scripts/vendor.py $(if $(MIRROR),--mirror $(MIRROR),)

@@ -49,7 +49,8 @@ KUBE_FOR = {"1.20": "1.32", "1.21": "1.33", "1.23": "1.34"}
 # benchmarks/<module>.py: bench_<name>() — run in this order after the sections above; a module that
 # is not there (yet) is skipped with a note. Other branches add their line here.
 SECTIONS = [("cli", "bench_cli"), ("join", "bench_join"), ("airgap", "bench_airgap"), ("functions", "bench_functions"),
-            ("ml", "bench_ml"), ("ros2", "bench_ros2"), ("clone", "bench_clone")]
+            ("ros2", "bench_ros2"), ("clone", "bench_clone"), ("ml", "bench_ml_footprint"),
+            ("ml", "bench_push_throughput")]
 
 
 def newest() -> object:

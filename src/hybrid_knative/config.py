@@ -7,7 +7,18 @@ import re
 from pathlib import Path
 
 from hybrid_knative.errors import ConfigError
-from hybrid_knative.options import DOMAIN_MODES, GPU_MODES, PROFILES, DomainMode, GpuMode, ProfileName
+from hybrid_knative.options import (
+    DOMAIN_MODES,
+    EXTRAS,
+    GPU_MODES,
+    INGRESS_MODES,
+    PROFILES,
+    DomainMode,
+    Extra,
+    GpuMode,
+    IngressMode,
+    ProfileName,
+)
 from hybrid_knative.validate import parse_ip, split_server, validate_domain
 from hybrid_knative.versions import KubeVersion, parse_release
 
@@ -122,6 +133,10 @@ class Config(ClusterTarget):
     verify_always: bool = False  # --verify: also when nothing changed since the last verified enable
     gpu: GpuMode = "auto"  # see options.GPU_MODES and system.gpu.choose_vendor
     profile: ProfileName = "standard"  # standard (upstream requests) or edge (single replicas, low requests)
+    # node: a node address (externalIPs) unless a load balancer has one; loadbalancer: wait for the cloud's load
+    # balancer to give Kourier an address, never touch externalIPs (clone's cloud profile)
+    ingress_mode: IngressMode = "node"
+    extras: tuple[Extra, ...] = ()  # `--with ml` …: optional stacks (see options.EXTRAS)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -162,5 +177,18 @@ class Config(ClusterTarget):
                               "starting and ending with a letter or digit, at most 63 characters")
         if self.gpu not in GPU_MODES:
             raise ConfigError(f"unknown --gpu {self.gpu!r}", resolution=f"use one of: {', '.join(GPU_MODES)}")
+        if self.ingress_mode not in INGRESS_MODES:
+            raise ConfigError(f"unknown ingress mode {self.ingress_mode!r}",
+                              resolution=f"use one of: {', '.join(INGRESS_MODES)}")
+        if self.ingress_mode == "loadbalancer" and self.domain_mode == "local":
+            raise ConfigError("a load-balancer ingress needs a public domain",
+                              resolution="use --domain-mode custom (your wildcard domain) or magic")
         if self.profile not in PROFILES:
             raise ConfigError(f"unknown profile {self.profile!r}", resolution=f"choose one of: {', '.join(PROFILES)}")
+        for extra in self.extras:
+            if extra not in EXTRAS:
+                raise ConfigError(f"unknown --with {extra!r}", resolution=f"choose from: {', '.join(EXTRAS)}")
+
+    def has(self, extra: Extra) -> bool:
+        """Whether ``--with extra`` was given (``ml-gridfs`` implies ``ml``)."""
+        return extra in self.extras or (extra == "ml" and "ml-gridfs" in self.extras)

@@ -15,3 +15,9 @@ ProfileName = Literal["standard", "edge"]
 PROFILES: tuple[ProfileName, ...] = get_args(ProfileName)
 
 GpuVendor = Literal["amd", "nvidia"]
+
+IngressMode = Literal["node", "loadbalancer"]  # loadbalancer: a cloud's LB gives Kourier its address (clone)
+INGRESS_MODES: tuple[IngressMode, ...] = get_args(IngressMode)
+# `--with NAME` (repeatable): optional stacks on top of the platform
+Extra = Literal["ml", "ml-gridfs"]  # ml: KServe + model store + Training Operator; ml-gridfs: also gridfs://
+EXTRAS: tuple[Extra, ...] = get_args(Extra)

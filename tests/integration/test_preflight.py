@@ -16,7 +16,11 @@ def small_node(cluster: Cluster, *, cpu: str, memory: str, arch: str = "amd64") 
     node = cluster.server.get("v1", "nodes", "node-1")
     assert node is not None
     node["status"] = {**node["status"], "allocatable": {"cpu": cpu, "memory": memory, "pods": "110"},
-                      "nodeInfo": {"architecture": arch}}
+                      "nodeInfo": {"architecture": arch, "operatingSystem": "linux", "machineID": "m",
+                                   "systemUUID": "u",
+                                   "bootID": "b", "kernelVersion": "6.8.0", "osImage": "Ubuntu 24.04",
+                                   "containerRuntimeVersion": "containerd://1.7", "kubeletVersion": "v1.34.2",
+                                   "kubeProxyVersion": "v1.34.2"}}
     cluster.server.put_object("v1", "nodes", node)
 
 

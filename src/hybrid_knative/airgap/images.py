@@ -7,9 +7,11 @@ from hybrid_knative.manifests.images import (
     ImageRef,
     images_in,
     parse_image_list,
+    read_image_list,
     scan_strings,
     structured_images,
     unlisted,
 )
 
-__all__ = ["DOCKER_HUB", "ImageRef", "images_in", "parse_image_list", "scan_strings", "structured_images", "unlisted"]
+__all__ = ["DOCKER_HUB", "ImageRef", "images_in", "parse_image_list", "read_image_list", "scan_strings",
+           "structured_images", "unlisted"]

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 from pathlib import Path
+from typing import Any
 
 import click
 
 from hybrid_knative.airgap import bundle as bundle_mod
+from hybrid_knative.airgap import signing
 from hybrid_knative.airgap.importer import Target, import_images
 from hybrid_knative.catalog import load_catalog
 from hybrid_knative.cli.common import handle_errors, make_status, release_option, verbosity_options
@@ -57,13 +60,22 @@ def bundle() -> None:
               help="containers-registries.conf(5) file for skopeo (mirrors per registry).")
 @click.option("--images-from", type=click.Path(path_type=Path, dir_okay=False), hidden=True,
               help="Bundle exactly the images listed in this file (one per line) instead of the derived list.")
+@click.option("--sign-key", type=click.Path(path_type=Path, dir_okay=False),
+              help="Sign the bundle with this Ed25519 private key (`bundle keygen`; must be mode 0600).")
 @verbosity_options
 @handle_errors
 def create(verbose: int, quiet: bool, output: Path, arches: tuple[str, ...], knative: str | None,
            extras: tuple[str, ...], source_registry: str | None, registries_conf: Path | None,
-           images_from: Path | None) -> None:
-    """Pull every image (all steps, MicroK8s's own, the smoke test) into one verified bundle file."""
+           images_from: Path | None, sign_key: Path | None) -> None:
+    """Pull every image (all steps, MicroK8s's own, the smoke test) into one verified bundle file.
+
+    Tags are resolved to digests first (skopeo inspect) and images copied by digest; bundle.json records them.
+    """
     status = make_status(verbose, quiet)
+    key = signing.load_private_key(sign_key) if sign_key is not None else None
+    bundle_mod.check_output(output)  # before the (slow) rendering
+    if shutil.which("skopeo") is None:
+        raise ConfigError("skopeo is not installed", resolution="sudo apt install skopeo (the snap ships it)")
     source = bundle_mod.Source.parse(source_registry, registries_conf)
     catalog = load_catalog()
     state = _state_dir()
@@ -76,21 +88,54 @@ def create(verbose: int, quiet: bool, output: Path, arches: tuple[str, ...], kna
     release = contents.release
     manifest = bundle_mod.create(output, list(contents.images), arches=arches, upstream=upstream,
                                  knative=[release.line], components=contents.components, source=source,
-                                 runner=Runner(), status=status, only_on=contents.only_on)
+                                 runner=Runner(), status=status, only_on=contents.only_on, sign_key=key)
+    if key is not None:
+        click.echo(f"signed with key {signing.fingerprint(key.public_key())}")
     click.echo(f"{output}: Knative {release.line}, {len(manifest.images)} images for {', '.join(arches)}, "
                f"{len(manifest.files)} files, {output.stat().st_size} bytes")
 
 
+def trust_option(fn: Any) -> Any:
+    return click.option("--trust", "trust", multiple=True, type=click.Path(path_type=Path, dir_okay=False),
+                        help="Require a valid signature by this Ed25519 public key (.pub from `bundle keygen`; "
+                        "repeatable). Default: the files in $HYBRID_KNATIVE_TRUSTED_KEYS, if set.")(fn)
+
+
+def _trusted(trust: tuple[Path, ...]) -> list[signing.PublicKey] | None:
+    return [signing.load_public_key(p) for p in trust] if trust else None
+
+
+@bundle.command()
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="The private key file to write (0600); the public key goes to OUTPUT.pub.")
+@handle_errors
+def keygen(output: Path) -> None:
+    """Create an Ed25519 key pair to sign bundles with (`bundle create --sign-key`)."""
+    fp = signing.keygen(output)
+    click.echo(f"private key {output} (keep it secret), public key {output}.pub (give it to sites: --trust)")
+    click.echo(f"fingerprint {fp}")
+
+
 @bundle.command()
 @click.argument("file", type=click.Path(path_type=Path))
+@trust_option
 @verbosity_options
 @handle_errors
-def verify(verbose: int, quiet: bool, file: Path) -> None:
-    """Check every entry's sha256 and size, and that nothing is missing or extra. Exit 0 only when intact."""
+def verify(verbose: int, quiet: bool, file: Path, trust: tuple[Path, ...]) -> None:
+    """Check every entry's sha256 and size, nothing missing or extra, the upstream files against this
+    version's pinned sha256, and (with --trust) the signature. Exit 0 only when intact."""
     status = make_status(verbose, quiet)
+    report = bundle_mod.VerifyReport()
     with status.step(f"Verify {file.name}"):
-        manifest = bundle_mod.verify(file, on_entry=lambda name: status.note(name))
-    click.echo(f"{file}: OK — {len(manifest.images)} images, {len(manifest.files)} entries verified")
+        manifest = bundle_mod.verify(file, on_entry=lambda name: status.note(name), trusted=_trusted(trust),
+                                     report=report)
+    if report.signed_by and report.trusted:
+        signed = f"signed by trusted key {report.signed_by}"
+    elif report.signed_by:
+        signed = f"signed by key {report.signed_by} (NOT checked: pass --trust KEY.pub)"
+    else:
+        signed = "not signed"
+    click.echo(f"{file}: OK — {len(manifest.images)} images, {len(manifest.files)} entries verified; {signed}")
 
 
 @bundle.command()
@@ -124,10 +169,11 @@ def inspect(file: Path) -> None:
               help="containerd certs.d folder (default $SNAP_DATA/args/certs.d).")
 @click.option("--state-dir", type=click.Path(path_type=Path, file_okay=False),
               help="Where the unpacked bundle and the resume state are kept.")
+@trust_option
 @verbosity_options
 @handle_errors
 def import_(verbose: int, quiet: bool, file: Path, this_node: bool, registry_mirror: str | None,
-            ctr_command: str | None, certs_dir: Path | None, state_dir: Path | None) -> None:
+            ctr_command: str | None, certs_dir: Path | None, state_dir: Path | None, trust: tuple[Path, ...]) -> None:
     """Verify the bundle, then import its images (all platforms kept). Re-run to resume."""
     status = make_status(verbose, quiet)
     snap = SnapPaths.from_environ(dict(os.environ))
@@ -141,7 +187,7 @@ def import_(verbose: int, quiet: bool, file: Path, this_node: bool, registry_mir
         target = Target.cluster(snap)
     state = state_dir or snap.state_dir
     with status.step(f"Verify and unpack {file.name}"):
-        unpacked = bundle_mod.unpack(file, state / "bundles")
+        unpacked = bundle_mod.unpack(file, state / "bundles", trusted=_trusted(trust))
     report = import_images(unpacked, target, runner=Runner(), status=status, state_dir=state)
     click.echo(f"{len(report.imported)} images imported, {len(report.skipped)} already imported")
     if report.hosts_files:

@@ -15,6 +15,7 @@ import click
 
 from hybrid_knative.cli.common import (
     EPILOG,
+    SafeGroup,
     build_config,
     build_target,
     cluster_options,
@@ -26,6 +27,11 @@ from hybrid_knative.cli.common import (
 )
 from hybrid_knative.cli.lazy import LazyGroup
 from hybrid_knative.config import KubeVersion
+from hybrid_knative.errors import ConfigError
+
+
+class CliGroup(SafeGroup, LazyGroup):
+    """Every subcommand ends with a clear error (SafeGroup), and feature commands load on use (LazyGroup)."""
 
 
 def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -37,7 +43,7 @@ def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> N
     ctx.exit()
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+@click.group(cls=CliGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
              epilog=EPILOG)
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
               help="Show the version and exit.")
@@ -78,15 +84,18 @@ def enable(verbose: int, quiet: bool, knative: str | None, upstream_dirs: tuple[
 
 @cli.command()
 @cluster_options
+@click.option("--delete-user-models", is_flag=True,
+              help="With --with ml: also delete your InferenceServices (removed with KServe's CRDs); without "
+              "it, disable refuses while any exist.")
 @verbosity_options
 @handle_errors
-def disable(verbose: int, quiet: bool, **cluster: Any) -> None:
+def disable(verbose: int, quiet: bool, delete_user_models: bool, **cluster: Any) -> None:
     """Remove exactly what enable created, in reverse order (also after a partial enable, and from any
     control-plane node: the record is kept in the cluster)."""
     from hybrid_knative import addon
 
     config = build_target(**cluster)
-    addon.disable(config, make_status(verbose, quiet))
+    addon.disable(config, make_status(verbose, quiet), delete_user_models=delete_user_models)
     click.echo("hybrid-knative: disabled.")
 
 
@@ -138,6 +147,9 @@ def plan(verbose: int, quiet: bool, output: Path, kubernetes_version: KubeVersio
     """
     from hybrid_knative import addon
 
+    if output.exists() and not output.is_dir():  # before the (slow) rendering
+        raise ConfigError(f"--output {str(output)[:200]} exists and is not a folder",
+                          resolution="choose a new or empty folder")
     config = build_config(knative=knative, upstream_dirs=upstream_dirs, offline=offline, **cluster)
     status = make_status(verbose, quiet)
     kube = addon.connect(config) if kubernetes_version is None or config.kubeconfig is not None else None
@@ -192,3 +204,24 @@ cli.add_lazy("bundle", "hybrid_knative.cli.bundle:bundle", "Air-gap bundles: eve
 cli.add_lazy("doctor", "hybrid_knative.cli.doctor:doctor", "Say why a Knative Service does not come up (or, "
              "without KSVC, what is wrong with the platform).")
 cli.add_lazy("gpu", "hybrid_knative.cli.gpu:group", "GPUs: per-node status, and a PyTorch-on-ROCm example workload.")
+cli.add_lazy("new", "hybrid_knative.cli.dev:new",
+             "Create a function project from a template shipped with hybrid-knative (works offline).")
+cli.add_lazy("deploy", "hybrid_knative.cli.dev:deploy", "Build (buildah, no Docker daemon), push, deploy by digest, "
+             "wait until Ready and print the URL.")
+cli.add_lazy("invoke", "hybrid_knative.cli.dev:invoke", "Call a function: through DNS when its host name resolves "
+             "here, else through the ingress address with a Host header.")
+cli.add_lazy("logs", "hybrid_knative.cli.dev:logs", "A function's logs: its user container in every pod of every "
+             "revision, and the revisions' and pods' events (scheduling, image pulls, cold starts, crashes).")
+cli.add_lazy("events", "hybrid_knative.cli.dev:events",
+             "Send CloudEvents into a namespace's Broker, and watch what flows through it.")
+cli.add_lazy("delete", "hybrid_knative.cli.dev:delete",
+             "Remove exactly what deploy created for the project (found by its labels).")
+cli.add_lazy("ros2", "hybrid_knative.cli.ros2:group",
+             "ROS 2 topics as Knative events: a bridge between a robot's DDS graph and a Broker.")
+cli.add_lazy("clone", "hybrid_knative.cli.clone:clone",
+             "Copy your Knative objects and their images from this cluster to another one.")
+cli.add_lazy("model", "hybrid_knative.cli.ml:model", "Models: push a folder into the cluster's model store (sha256 "
+             "manifest), serve it, list what is there.")
+cli.add_lazy("train", "hybrid_knative.cli.ml:train", "Training with the Kubeflow Training Operator (PyTorchJob).")
+cli.add_lazy("certs", "hybrid_knative.cli.ml:certs", "Webhook certificates of KServe and the Training Operator "
+             "(made by hybrid-knative, no cert-manager).")

@@ -14,7 +14,7 @@ from hybrid_knative.errors import ConfigError, PermanentError
 from hybrid_knative.install.plan import plan, render_plan
 from hybrid_knative.install.preflight import render_context
 from hybrid_knative.kube.objects import Manifest
-from hybrid_knative.manifests.images import ImageRef, images_in, parse_image_list, unlisted
+from hybrid_knative.manifests.images import ImageRef, images_in, parse_image_list, read_image_list, unlisted
 from hybrid_knative.platform.component import Component
 from hybrid_knative.platform.context import HostFacts, RenderContext
 from hybrid_knative.progress import Status
@@ -90,14 +90,16 @@ def bundle_contents(config: Config, extras: Sequence[str] = (), *, store: Upstre
     if unknown:
         raise ConfigError(f"unknown --with {unknown[0]!r}", resolution=f"choose from {', '.join(sorted(options))}")
     if images_from is not None and not images_from.is_file():
-        raise ConfigError(f"image list not found: {images_from}", resolution="pass --images-from with an existing file")
+        raise ConfigError(f"image list not found: {str(images_from)[:200]}",
+                          resolution="pass --images-from with an existing file")
+    listed_images = read_image_list(images_from) if images_from is not None else None  # bad input fails early
     catalog = load_catalog()
     chosen = [options[name] for name in dict.fromkeys(extras)]
     always = [c for c in components.all_components() if c.bundle_always and c not in chosen]
     derived, release, rc = derive_images(config, status, store=store)
     rc = dataclasses.replace(rc, kube_version=release.min_kubernetes)
     if images_from is not None:
-        wanted = parse_image_list(images_from.read_text(), source=str(images_from))
+        wanted = listed_images or []
         only_on = {}
     else:
         own_text = "\n".join(i for c in always if c.bundle_images for i in c.bundle_images(rc))

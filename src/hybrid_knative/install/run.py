@@ -7,12 +7,14 @@ import dataclasses
 from hybrid_knative.catalog import Release
 from hybrid_knative.components.smoke import verify_smoke_service
 from hybrid_knative.config import ClusterTarget, Config
+from hybrid_knative.errors import ConfigError
 from hybrid_knative.install.plan import plan, render_plan
 from hybrid_knative.install.preflight import check_conflicts, check_room, host_facts, render_context
 from hybrid_knative.kube import ready
 from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.objects import ObjectRef
 from hybrid_knative.kube.wait import WaitPolicy, WaitStats, retry, wait_all
+from hybrid_knative.ml.cluster import users_inference_services
 from hybrid_knative.platform.context import Context
 from hybrid_knative.platform.record import NAMESPACE_REF, Record, record_path
 from hybrid_knative.platform.undo import take_back
@@ -97,9 +99,15 @@ def _enable(config: Config, status: Status, kube: KubeApi, *, probes: HostProbes
 
 
 def disable(config: ClusterTarget, status: Status, *, kube: KubeApi | None = None,
-            runner: Runner | None = None) -> Outcome:
+            runner: Runner | None = None, delete_user_models: bool = False) -> Outcome:
     """Take back every recorded change (newest first), delete every recorded object (reverse rank order),
-    then the record itself. Works from any node: the record is read from the cluster."""
+    then the record itself. Works from any node: the record is read from the cluster.
+
+    Deleting KServe's CRDs would delete the users' InferenceServices with them: when there are any,
+    nothing is touched unless ``delete_user_models`` says so explicitly."""
+    if not delete_user_models:
+        kube = kube or connect(config)
+        keep_users_models(kube, load_record(config, kube))
     marker = config.effective_marker
     with status.step("Mark hybrid-knative disabled"):
         marker.unlink(missing_ok=True)  # first: MicroK8s must never see "enabled" while we tear down
@@ -139,3 +147,21 @@ def disable(config: ClusterTarget, status: Status, *, kube: KubeApi | None = Non
                  resolution="something holds a finalizer; see `microk8s kubectl get ns` and "
                  "`microk8s kubectl get crd | grep knative`")
     return Outcome(written=kube.counters.writes - writes_before, stats=stats, kube=kube)
+
+
+ISVC_CRD = ObjectRef("apiextensions.k8s.io/v1", "CustomResourceDefinition", None, "inferenceservices.serving.kserve.io")
+
+
+def keep_users_models(kube: KubeApi, record: Record) -> None:
+    """Refuse (before any change) to delete KServe's CRDs while users' InferenceServices exist."""
+    if record.get(ISVC_CRD) is None:
+        return
+    found = users_inference_services(kube)
+    if found:
+        names = [f"{(i.get('metadata') or {}).get('namespace')}/{(i.get('metadata') or {}).get('name')}"
+                 for i in found]
+        raise ConfigError(
+            f"{len(found)} InferenceService(s) of yours would be deleted with KServe's CRDs: nothing was changed",
+            details="\n".join(names[:20]),
+            resolution="delete them yourself (`microk8s kubectl delete inferenceservice -n NS NAME`), or say so: "
+            "`hybrid-knative disable --delete-user-models` (models in the store are kept either way)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from hybrid_knative.errors import ConfigError
@@ -168,3 +169,26 @@ def parse_image_list(text: str, *, source: str) -> list[ImageRef]:
         except ConfigError as exc:
             raise ConfigError(f"{source}:{number}: {exc.brief}", resolution=exc.resolution) from None
     return out
+
+
+MAX_IMAGE_LIST_BYTES = 1024 * 1024
+
+
+def read_image_list(path: Path) -> list[ImageRef]:
+    """An image list file, read in bounded memory; binary or oversized files are refused clearly."""
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(MAX_IMAGE_LIST_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the image list {str(path)[:200]}: {exc.strerror}") from None
+    if len(data) > MAX_IMAGE_LIST_BYTES:
+        raise ConfigError(f"the image list {str(path)[:200]} is larger than {MAX_IMAGE_LIST_BYTES} bytes",
+                          resolution="one image reference per line")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"the image list {str(path)[:200]} is not text",
+                          resolution="one image reference per line (UTF-8)") from None
+    if "\x00" in text:
+        raise ConfigError(f"the image list {str(path)[:200]} is not text", resolution="one image reference per line")
+    return parse_image_list(text, source=str(path)[:200])

@@ -66,7 +66,10 @@ def as_yaml(obj: Any) -> str:
 
 def object_change(obj: Manifest, live: dict[str, Any] | None, *, compared: bool, what: What = "object") -> Change:
     ref = ref_of(obj)
-    return Change(what, str(ref), as_yaml(obj), compare(obj, live) if compared else "")
+    action = compare(obj, live) if compared else ""
+    if what == "patch" and action == "create":
+        action = "update"  # a patch onto an object an earlier step creates
+    return Change(what, str(ref), as_yaml(obj), action)
 
 
 def planned_ingress_ip(config_ip: str | None, kube: KubeApi | None) -> str:

@@ -13,6 +13,7 @@ from hybrid_knative.system.runner import Runner
 class Skopeo:
     runner: Runner
     registries_conf: Path | None = None  # containers-registries.conf(5): mirrors per registry
+    authfile: Path | None = None  # containers-auth.json(5): registry credentials (never on the command line)
 
     def copy(self, source: str, dest: str, *, retry_times: int = 0, src_tls_verify: bool = True,
              dest_tls_verify: bool = True, timeout: float = 3600) -> None:
@@ -21,6 +22,8 @@ class Skopeo:
         if self.registries_conf is not None:
             argv += ["--registries-conf", self.registries_conf]
         argv += ["copy", "--quiet", "--all", "--preserve-digests"]
+        if self.authfile is not None:
+            argv += ["--authfile", self.authfile]
         if retry_times:
             argv += ["--retry-times", str(retry_times)]
         if not src_tls_verify:
