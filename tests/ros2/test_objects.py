@@ -4,7 +4,6 @@ nodeSelector scheduler — the bridge pod lands on the robot's node with the hos
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.ros2.objects import min_scale_guidance, render_bridge, spec_from_events
 from hybrid_knative.ros2.spec import parse_bridge
 from hybrid_knative.upstream import UpstreamStore
-from tests.harness.emulator import ApiServer, FakeController, Store
+from tests.harness.emulator import ApiServer, FakeController
 from tests.harness.validation import ManifestValidator, image_errors
 
 IMAGE = "registry.example/ros2-bridge@sha256:" + "b" * 64
@@ -111,31 +110,6 @@ def test_project_file_errors_name_the_field() -> None:
 # --- the emulator: a nodeSelector scheduler --------------------------------------------------------
 
 
-def schedule_pods(store: Store) -> None:
-    """A faithful slice of kube-scheduler + ReplicaSet controller: one Pod per Deployment replica,
-    bound to the first Node whose labels match the pod's nodeSelector; Pending/Unschedulable if none."""
-    nodes = store.list("v1", "nodes")
-    for dep in store.list("apps/v1", "deployments"):
-        meta, template = dep["metadata"], dep["spec"]["template"]
-        name = f"{meta['name']}-{hashlib.sha256(meta['name'].encode()).hexdigest()[:5]}"
-        if store.get("v1", "pods", name, meta["namespace"]) is not None:
-            continue
-        selector = template["spec"].get("nodeSelector") or {}
-        fits = [n for n in nodes if all((n["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items())]
-        spec = dict(template["spec"])
-        if fits:
-            spec["nodeName"] = fits[0]["metadata"]["name"]
-        store.put("v1", "pods", {"apiVersion": "v1", "kind": "Pod", "spec": spec,
-                                 "metadata": {"name": name, "namespace": meta["namespace"],
-                                              "labels": template["metadata"]["labels"]}})
-        status = ({"phase": "Running", "conditions": [{"type": "PodScheduled", "status": "True"}]} if fits else
-                  {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
-                                                       "reason": "Unschedulable", "message":
-                                                       f"0/{len(nodes)} nodes are available: {len(nodes)} node(s) "
-                                                       "didn't match Pod's node affinity/selector."}]})
-        store.set_status("v1", "pods", name, meta["namespace"], status)
-
-
 def _node(name: str, **labels: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Node",
             "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, **labels}}}
@@ -143,7 +117,7 @@ def _node(name: str, **labels: str) -> dict[str, Any]:
 
 def test_bridge_pod_is_bound_to_the_robots_node(tmp_path: Path) -> None:
     crds = eventing_crds()
-    with ApiServer(controller=FakeController(hooks=[schedule_pods])) as server:
+    with ApiServer(controller=FakeController()) as server:
         server.put_object("v1", "nodes", _node("server-1"))
         server.put_object("v1", "nodes", _node("robot-1", **{"hybrid-knative.dev/arch": "arm64"}))
         server.put_object("v1", "namespaces", {"apiVersion": "v1", "kind": "Namespace",

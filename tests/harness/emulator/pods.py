@@ -125,17 +125,44 @@ def pod_status(pod_spec: Mapping[str, Any], *, ready: bool, phase: str = "Runnin
             "qosClass": "BestEffort", "conditions": conditions, "containerStatuses": statuses}
 
 
+def _schedule(store: Store, spec: Mapping[str, Any]) -> tuple[str | None, str]:
+    """kube-scheduler's node choice, in the slice the tests need: ``spec.nodeName`` if set, else the first
+    Node (by name) whose labels match ``spec.nodeSelector``. No Node objects at all (a bare test server):
+    the single emulated node. Returns (node, "") or (None, the scheduler's FailedScheduling message)."""
+    if spec.get("nodeName"):
+        return str(spec["nodeName"]), ""
+    nodes = sorted(store.view("v1", "nodes"), key=lambda n: str(n["metadata"]["name"]))
+    if not nodes:
+        return NODE_NAME, ""
+    selector = spec.get("nodeSelector") or {}
+    for node in nodes:
+        labels = node["metadata"].get("labels") or {}
+        if all(labels.get(k) == v for k, v in selector.items()):
+            return str(node["metadata"]["name"]), ""
+    return None, (f"0/{len(nodes)} nodes are available: {len(nodes)} node(s) didn't match Pod's node "
+                  "affinity/selector. preemption: 0/{0} nodes are available: {0} Preemption is not helpful "
+                  "for scheduling.".format(len(nodes)))
+
+
 def ensure_pod(store: Store, owner: Mapping[str, Any], name: str, template: Mapping[str, Any],
                extra_labels: Mapping[str, str], status: dict[str, Any]) -> dict[str, Any]:
     """Create the pod (with the scheduler's and kubelet's events) or bring its status up to date."""
     namespace = owner["metadata"]["namespace"]
     existing = store.peek("v1", "pods", name, namespace)
     if existing is not None:
+        if not (existing.get("spec") or {}).get("nodeName"):  # unschedulable: stays Pending (no binding)
+            return existing
         if existing.get("status") != status:
             return store.set_status("v1", "pods", name, namespace, status)
         return existing
     spec = dict(template.get("spec") or {})
-    spec["nodeName"] = NODE_NAME
+    node, unschedulable = _schedule(store, spec)
+    if node is not None:
+        spec["nodeName"] = node
+    else:
+        status = {"phase": "Pending", "qosClass": "BestEffort",
+                  "conditions": [{"type": "PodScheduled", "status": "False", "lastTransitionTime": _T,
+                                  "reason": "Unschedulable", "message": unschedulable}]}
     labels = {**((template.get("metadata") or {}).get("labels") or {}), **extra_labels}
     pod = store.put("v1", "pods", {
         "apiVersion": "v1",
@@ -146,7 +173,10 @@ def ensure_pod(store: Store, owner: Mapping[str, Any], name: str, template: Mapp
         "spec": spec,
         "status": status,
     })
-    event(store, pod, "Scheduled", f"Successfully assigned {namespace}/{name} to {NODE_NAME}",
+    if node is None:
+        event(store, pod, "FailedScheduling", unschedulable, type_="Warning", component="default-scheduler")
+        return pod
+    event(store, pod, "Scheduled", f"Successfully assigned {namespace}/{name} to {node}",
           component="default-scheduler")
     for container in spec.get("containers") or []:
         event(store, pod, "Pulled", f'Container image "{container.get("image")}" already present on machine',
