@@ -8,6 +8,8 @@ passes data between them. docs/architecture.md explains the layer.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import re
 import shutil
@@ -18,9 +20,12 @@ from typing import Any
 from hybrid_knative.dev.deploy import ExtraBuild
 from hybrid_knative.dev.project import Function, Project
 from hybrid_knative.dev.templates import materialize
-from hybrid_knative.errors import ConfigError
+from hybrid_knative.errors import ConfigError, HybridError
+from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.objects import Manifest
 from hybrid_knative.ros2 import objects as bridge_objects
+from hybrid_knative.ros2.health import BridgeHealth, bridge_urls, parse_metrics
+from hybrid_knative.ros2.objects import BRIDGE_APP, LABEL_NAME
 from hybrid_knative.ros2.spec import BridgeSpec
 from hybrid_knative.system.runner import Runner
 
@@ -161,3 +166,62 @@ def bridge_context(dest: Path, runner: Runner, *, wheelhouse: Path | None = None
             raise ConfigError(f"pip wheel did not produce {', '.join(missing)} for the ROS 2 bridge image",
                               resolution="check the package index is reachable, or pass --wheelhouse")
     return dest
+
+
+# --- status / doctor: each bridge, its topics, rates and last errors ----------------------------------------
+
+def bridges_health(kube: KubeApi, *, namespace: str | None = None, timeout: float = 5.0) -> list[BridgeHealth]:
+    """Every bridge Service's ``/metrics`` (all namespaces unless one is given), read through the API server's
+    service proxy — this machine need not reach the pod network. Never raises for a broken bridge: an
+    unreachable one is a row that says why."""
+    try:
+        services = kube.list("v1", "Service", namespace=namespace, labels={LABEL_NAME: BRIDGE_APP})
+    except HybridError as exc:
+        return [BridgeHealth(url="-", reachable=False, healthy=False, name="ROS 2 bridges",
+                             detail=f"cannot list them: {exc.brief}")]
+    found = []
+    for ns, name, url in bridge_urls([{**s, "kind": "Service"} for s in services]):
+        label = f"{ns}/{name}"
+        try:
+            code, body = kube.service_proxy("GET", ns, f"{name}:http", "/metrics", timeout=timeout)
+        except HybridError as exc:
+            found.append(BridgeHealth(url=url, reachable=False, healthy=False, name=label, detail=exc.brief))
+            continue
+        if code != 200:
+            why = "no ready bridge pod behind the Service" if code == 503 else f"/metrics answered HTTP {code}"
+            found.append(BridgeHealth(url=url, reachable=False, healthy=False, name=label, detail=why))
+            continue
+        try:
+            doc = json.loads(body[:1024 * 1024])
+        except ValueError:
+            found.append(BridgeHealth(url=url, reachable=True, healthy=False, name=label,
+                                      detail="/metrics is not JSON"))
+            continue
+        found.append(dataclasses.replace(parse_metrics(url, doc), name=label))
+    return found
+
+
+def health_rows(found: Sequence[BridgeHealth]) -> list[tuple[str, str, str]]:
+    """(name, ready, detail) rows for the status table: a bridge, then its topics and last errors."""
+    return [row for health in found for row in health.rows()]
+
+
+def doctor_lines(found: Sequence[BridgeHealth]) -> list[str]:
+    """doctor's lines: ✓/✗ per bridge, with cause and fix when it is not healthy."""
+    lines = []
+    for h in found:
+        if h.healthy:
+            lines.append(f"✓ ROS 2 bridge {h.name}: {h.detail}")
+            continue
+        lines.append(f"✗ ROS 2 bridge {h.name}")
+        lines.append(f"  cause:    {h.detail}")
+        if h.last_errors:
+            lines.append(f"  evidence: {h.last_errors[-1]}")
+        ns, _, name = h.name.partition("/")
+        if h.broker_up is False:
+            fix = f"check the Broker of namespace {ns} (`kubectl -n {ns} get broker`) and Knative Eventing's pods"
+        else:
+            fix = (f"see `kubectl -n {ns} get pods -l app.kubernetes.io/instance={name} -o wide` (is the robot's "
+                   f"node Ready?) and `kubectl -n {ns} logs deploy/{name}`")
+        lines.append(f"  fix:      {fix}")
+    return lines
