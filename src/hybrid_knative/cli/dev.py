@@ -291,6 +291,8 @@ def events_send(verbose: int, quiet: bool, event_type: str, data: str | None, ev
 @events.command("tail")
 @click.option("--broker", default="default", show_default=True)
 @click.option("--type", "event_type", help="Only events of this type (a Trigger filter).")
+@click.option("--type-prefix", help="Only events whose type starts with this (e.g. org.ros2. for the ROS 2 "
+              "bridges' topics and replies).")
 @click.option("--remove", is_flag=True, help="Remove the event-display service and its Trigger, then exit.")
 @click.option("--timeout", type=click.FloatRange(1, 86400), default=300, show_default=True)
 @namespace_option
@@ -298,7 +300,8 @@ def events_send(verbose: int, quiet: bool, event_type: str, data: str | None, ev
 @kube_options
 @verbosity_options
 @handle_errors
-def events_tail(verbose: int, quiet: bool, broker: str, event_type: str | None, remove: bool, timeout: float,
+def events_tail(verbose: int, quiet: bool, broker: str, event_type: str | None, type_prefix: str | None,
+                remove: bool, timeout: float,
                 namespace: str | None, registry: str | None, mirrors: tuple[str, ...], offline: bool,
                 wheelhouse: Path | None, storage_root: Path | None, kubeconfig: Path | None,
                 context: str | None) -> None:
@@ -323,7 +326,10 @@ def events_tail(verbose: int, quiet: bool, broker: str, event_type: str | None, 
     buildah = make_buildah(storage_root, parse_mirrors(mirrors, offline=offline, registry=target.push))
     image = build_event_display(buildah, target, ns, status)
     filters = {"type": event_type} if event_type else None
-    objs = eventing.tail_objects(ns, image, broker, filters)
+    if type_prefix is not None and (not type_prefix.strip() or any(c.isspace() for c in type_prefix)):
+        raise click.BadParameter(f"{type_prefix!r}: expected a type prefix such as org.ros2.",
+                                 param_hint="--type-prefix")
+    objs = eventing.tail_objects(ns, image, broker, filters, type_prefix)
     outcome = deploying.DeployOutcome()
     with status.step(f"Subscribe {eventing.TAIL_NAME} to Broker {ns}/{broker}"):
         deploying.apply_changes(kube, objs, outcome, status)
