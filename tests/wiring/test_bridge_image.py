@@ -114,3 +114,11 @@ def test_bridge_image_builds_offline_runs_and_is_reproducible(builder: Builder, 
         assert wheels.stdout.strip() == "False"  # the wheelhouse is not left in the image
     finally:
         subprocess.run([*base, "rm", ctr], capture_output=True, timeout=120)
+
+
+def test_no_package_index_is_a_clear_error(tmp_path: Path) -> None:
+    from hybrid_knative.wiring.ros2 import build_wheelhouse
+
+    with pytest.raises(ConfigError) as err:  # a pip that fails, as without the index
+        build_wheelhouse(tmp_path / "wh", Runner(), python="/bin/false")
+    assert "--wheelhouse" in str(err.value.resolution) and "ros2.image" in str(err.value.resolution)

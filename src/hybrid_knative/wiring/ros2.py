@@ -20,7 +20,7 @@ from typing import Any
 from hybrid_knative.dev.deploy import ExtraBuild
 from hybrid_knative.dev.project import Function, Project
 from hybrid_knative.dev.templates import materialize
-from hybrid_knative.errors import ConfigError, HybridError
+from hybrid_knative.errors import CommandError, ConfigError, HybridError
 from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.objects import Manifest
 from hybrid_knative.ros2 import objects as bridge_objects
@@ -132,8 +132,15 @@ def build_wheelhouse(dest: Path, runner: Runner, *, python: str = "python3",
     tree = source_tree()
     project = str(tree) if tree is not None else f"hybrid-knative=={__version__}"
     env = runner.with_env({"SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH", REPRODUCIBLE_EPOCH)})
-    env.run([python, "-m", "pip", "wheel", "--disable-pip-version-check", "--wheel-dir", str(dest), project,
-             "cyclonedds", *pip_args], timeout=3600)
+    try:
+        env.run([python, "-m", "pip", "wheel", "--disable-pip-version-check", "--wheel-dir", str(dest), project,
+                 "cyclonedds", *pip_args], timeout=3600)
+    except CommandError as exc:
+        raise ConfigError(f"cannot gather the ROS 2 bridge's wheels ({project} and cyclonedds)",
+                          details="\n".join((exc.stderr or exc.stdout).strip().splitlines()[-8:]),
+                          resolution="offline, pass --wheelhouse with the wheelhouse of a bundle made with "
+                          "`bundle create --with functions`; or set ros2.image in the project file to a ready "
+                          "bridge image") from None
     return sorted(dest.glob("*.whl"))
 
 
