@@ -146,3 +146,25 @@ def test_deploy_renders_applies_prunes_and_deletes_the_bridge(
     assert cluster.objects("configmaps", "v1") == [] or all(
         "hybrid-knative.dev/project" not in (c["metadata"].get("labels") or {}) for c in cluster.objects(
             "configmaps", "v1"))
+
+
+@pytest.mark.integration
+def test_cli_deploy_with_node_prints_the_bridge_and_guidance(make_dev_cluster: Callable[..., DevCluster],
+                                                             tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from hybrid_knative.cli.main import cli
+
+    cluster = make_dev_cluster()
+    write(tmp_path, PROJECT)
+    args = ["deploy", "--path", str(tmp_path), "--node", "robot-arm", "--no-verify-url", "--timeout", "10",
+            "--poll-interval", "0.01", "--kubeconfig", str(cluster.kubeconfig)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "ROS 2 bridge detect-ros2 on robot-arm (domain 7) → detect:" in result.output
+    assert "/camera/info (std_msgs/msg/String, reliable, depth 10) → reply /detections" in result.output
+    assert "min-scale" in result.output
+    [dep] = [d for d in cluster.objects("deployments", "apps/v1") if d["metadata"]["name"] == "detect-ros2"]
+    assert dep["spec"]["template"]["spec"]["nodeSelector"] == {"kubernetes.io/hostname": "robot-arm"}
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0 and "✓ unchanged" in again.output, again.output
