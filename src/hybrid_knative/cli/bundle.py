@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from hybrid_knative.errors import ConfigError
 from hybrid_knative.install.bundle import BundleContents, bundle_contents, bundle_options
 from hybrid_knative.system.runner import Runner
 from hybrid_knative.upstream import PACKAGE_VENDOR_DIR, UpstreamStore, http_fetch
+from hybrid_knative.wiring import functions_bundle
 
 __all__ = ["BundleContents", "bundle", "bundle_contents"]
 
@@ -52,8 +54,15 @@ def bundle() -> None:
 @click.option("--arch", "arches", default="amd64,arm64", show_default=True, callback=_arches,
               help="Comma-separated architectures every image must provide.")
 @click.option("--knative", callback=release_option, help="Knative release line. Default: the newest.")
-@click.option("--with", "extras", multiple=True, type=click.Choice(sorted(bundle_options())),
-              help="Also bundle optional components' images (repeatable).")
+@click.option("--with", "extras", multiple=True,
+              type=click.Choice(sorted([*bundle_options(), functions_bundle.OPTION])),
+              help="Also bundle optional components' images (repeatable). `functions`: the function templates' "
+              "base images and a wheelhouse (the ROS 2 bridge's wheels + --requirements) for `deploy --offline`.")
+@click.option("--wheelhouse", type=click.Path(path_type=Path, file_okay=False, exists=True),
+              help="With --with functions: bundle this wheelhouse instead of building one (pip wheel needs the "
+              "package index).")
+@click.option("--requirements", "requirements", multiple=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="With --with functions: also bundle the wheels of this requirements file (repeatable).")
 @click.option("--source-registry", help="Pull from this mirror instead of each image's registry "
               "(HOST[:PORT][/PREFIX]; http://HOST:PORT for plain HTTP).")
 @click.option("--registries-conf", type=click.Path(path_type=Path, dir_okay=False),
@@ -65,8 +74,9 @@ def bundle() -> None:
 @verbosity_options
 @handle_errors
 def create(verbose: int, quiet: bool, output: Path, arches: tuple[str, ...], knative: str | None,
-           extras: tuple[str, ...], source_registry: str | None, registries_conf: Path | None,
-           images_from: Path | None, sign_key: Path | None) -> None:
+           extras: tuple[str, ...], wheelhouse: Path | None, requirements: tuple[Path, ...],
+           source_registry: str | None, registries_conf: Path | None, images_from: Path | None,
+           sign_key: Path | None) -> None:
     """Pull every image (all steps, MicroK8s's own, the smoke test) into one verified bundle file.
 
     Tags are resolved to digests first (skopeo inspect) and images copied by digest; bundle.json records them.
@@ -81,14 +91,27 @@ def create(verbose: int, quiet: bool, output: Path, arches: tuple[str, ...], kna
     state = _state_dir()
     store = UpstreamStore(search_dirs=(PACKAGE_VENDOR_DIR,), cache_dir=state / "upstream-cache", fetch=http_fetch)
     config = Config(knative=knative or catalog.releases[0].line, state_dir=state)
+    with_functions = functions_bundle.OPTION in extras
+    if (wheelhouse or requirements) and not with_functions:
+        raise ConfigError("--wheelhouse and --requirements go with --with functions", resolution="add it")
+    extras = tuple(e for e in extras if e != functions_bundle.OPTION)
     with status.step("List the images the install uses"):
         contents = bundle_contents(config, extras, store=store, status=status, images_from=images_from)
         status.detail(f"{len(contents.images)} images")
     upstream = [(f.path, store.path(f)) for f in contents.files]
     release = contents.release
-    manifest = bundle_mod.create(output, list(contents.images), arches=arches, upstream=upstream,
-                                 knative=[release.line], components=contents.components, source=source,
-                                 runner=Runner(), status=status, only_on=contents.only_on, sign_key=key)
+    images = list(contents.images)
+    components = dict(contents.components)
+    with tempfile.TemporaryDirectory(prefix="hk-bundle-wheels-") as tmp:
+        if with_functions:
+            images = sorted({*images, *functions_bundle.images()}, key=str)
+            with status.step("Gather the wheelhouse for offline function and ROS 2 bridge builds"):
+                wheels = functions_bundle.wheelhouse(Path(tmp), Runner(), given=wheelhouse, requirements=requirements)
+            upstream += functions_bundle.upstream_entries(wheels)
+            components.update(functions_bundle.component_record())
+        manifest = bundle_mod.create(output, images, arches=arches, upstream=upstream,
+                                     knative=[release.line], components=components, source=source,
+                                     runner=Runner(), status=status, only_on=contents.only_on, sign_key=key)
     if key is not None:
         click.echo(f"signed with key {signing.fingerprint(key.public_key())}")
     click.echo(f"{output}: Knative {release.line}, {len(manifest.images)} images for {', '.join(arches)}, "
@@ -169,11 +192,15 @@ def inspect(file: Path) -> None:
               help="containerd certs.d folder (default $SNAP_DATA/args/certs.d).")
 @click.option("--state-dir", type=click.Path(path_type=Path, file_okay=False),
               help="Where the unpacked bundle and the resume state are kept.")
+@click.option("--functions-registry", default="localhost:32000", show_default=True, metavar="HOST:PORT",
+              help="Bundles made --with functions: push the function base images here (the cluster registry "
+              "`deploy --offline` builds from).")
 @trust_option
 @verbosity_options
 @handle_errors
 def import_(verbose: int, quiet: bool, file: Path, this_node: bool, registry_mirror: str | None,
-            ctr_command: str | None, certs_dir: Path | None, state_dir: Path | None, trust: tuple[Path, ...]) -> None:
+            ctr_command: str | None, certs_dir: Path | None, state_dir: Path | None, functions_registry: str,
+            trust: tuple[Path, ...]) -> None:
     """Verify the bundle, then import its images (all platforms kept). Re-run to resume."""
     status = make_status(verbose, quiet)
     snap = SnapPaths.from_environ(dict(os.environ))
@@ -190,6 +217,14 @@ def import_(verbose: int, quiet: bool, file: Path, this_node: bool, registry_mir
         unpacked = bundle_mod.unpack(file, state / "bundles", trusted=_trusted(trust))
     report = import_images(unpacked, target, runner=Runner(), status=status, state_dir=state)
     click.echo(f"{len(report.imported)} images imported, {len(report.skipped)} already imported")
+    if functions_bundle.has_functions(unpacked):
+        registry = registry_mirror or functions_registry
+        pushed, wheels = functions_bundle.import_functions(unpacked, registry, state, runner=Runner(), status=status,
+                                                           pushed_already=registry_mirror is not None)
+        click.echo(f"function builds: {len(pushed)} base images pushed to {registry}"
+                   + (f"; wheelhouse at {wheels}" if wheels else ""))
+        click.echo(f"  build offline: hybrid-knative deploy --offline --registry {registry}"
+                   + (f" --wheelhouse {wheels}" if wheels else ""))
     if report.hosts_files:
         click.echo("containerd on this node now pulls through the mirror; files written:")
         for path in report.hosts_files:

@@ -29,6 +29,7 @@ from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.progress import Status
 from hybrid_knative.system.buildah import Buildah
 from hybrid_knative.system.runner import Runner
+from hybrid_knative.wiring import ros2 as ros2_wiring
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -141,25 +142,32 @@ def new(verbose: int, quiet: bool, name: str, template: str, dest: Path | None, 
 @click.option("--verify-url/--no-verify-url", default=True, show_default=True,
               help="Print the URL only after it answers (DNS, else the ingress with a Host header).")
 @click.option("--poll-interval", type=click.FloatRange(0.001, 60), default=1.0, hidden=True)
+@click.option("--node", help="The robot's node for the ROS 2 bridges of `ros2` events (overrides ros2.node in the "
+              "project file).")
 @kube_options
 @verbosity_options
 @handle_errors
 def deploy(verbose: int, quiet: bool, project_path: Path, only: str | None, namespace: str | None,
            registry: str | None, mirrors: tuple[str, ...], offline: bool, wheelhouse: Path | None,
            storage_root: Path | None, timeout: float,
-           verify_url: bool, poll_interval: float, kubeconfig: Path | None, context: str | None) -> None:
+           verify_url: bool, poll_interval: float, node: str | None, kubeconfig: Path | None,
+           context: str | None) -> None:
     """Build (buildah, no Docker daemon), push, deploy by digest, wait until Ready and print the URL.
 
     \b
     Re-deploying an unchanged project writes nothing (same digest → no new revision). Objects carry
     the labels hybrid-knative.dev/project and hybrid-knative.dev/function; `delete` removes exactly them.
+    `ros2` events also deploy a ROS 2 bridge on the robot's node (--node or ros2.node/node_selector),
+    its image built the same way (docs/ros2.md).
     """
     status = make_status(verbose, quiet)
     project = load_project(project_path, namespace=namespace, registry=registry)
     if only:
         project.function(only)
     kube = connect(kubeconfig, context)
-    needs_build = any(fn.image is None for fn in deploying.selected(project, only))
+    chosen = deploying.selected(project, only)
+    needs_build = any(fn.image is None for fn in chosen) or (
+        ros2_wiring.has_ros2(chosen) and not project.ros2.get("image"))
     target = registries.choose(kube, override=project.registry) if needs_build else None
     if target is not None:
         status.detail(f"registry {target.push} ({target.source})")
@@ -171,7 +179,9 @@ def deploy(verbose: int, quiet: bool, project_path: Path, only: str | None, name
             if wheelhouse is not None:
                 volumes = stack.enter_context(offline_builds.wheelhouse_volumes(wheelhouse))
                 buildah = dataclasses.replace(buildah, volumes=tuple(volumes))
-            outcome = deploying.deploy(project, kube, buildah, target, status, options)
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hk-deploy-")))
+            bridges = ros2_wiring.Ros2Bridges(workdir, Runner(), node=node, wheelhouse=wheelhouse)
+            outcome = deploying.deploy(project, kube, buildah, target, status, options, companions=[bridges])
     except HybridError as exc:
         if isinstance(exc, ConfigError):
             raise
@@ -180,6 +190,8 @@ def deploy(verbose: int, quiet: bool, project_path: Path, only: str | None, name
         raise
     if not outcome.written and not outcome.pruned:
         status.info(f"✓ unchanged: {len(outcome.unchanged)} objects already up to date (no new revision)")
+    for line in outcome.advice:
+        status.info(line)
     for service, url in outcome.urls.items():
         how = outcome.answers.get(service)
         if how:
@@ -279,6 +291,8 @@ def events_send(verbose: int, quiet: bool, event_type: str, data: str | None, ev
 @events.command("tail")
 @click.option("--broker", default="default", show_default=True)
 @click.option("--type", "event_type", help="Only events of this type (a Trigger filter).")
+@click.option("--type-prefix", help="Only events whose type starts with this (e.g. org.ros2. for the ROS 2 "
+              "bridges' topics and replies).")
 @click.option("--remove", is_flag=True, help="Remove the event-display service and its Trigger, then exit.")
 @click.option("--timeout", type=click.FloatRange(1, 86400), default=300, show_default=True)
 @namespace_option
@@ -286,7 +300,8 @@ def events_send(verbose: int, quiet: bool, event_type: str, data: str | None, ev
 @kube_options
 @verbosity_options
 @handle_errors
-def events_tail(verbose: int, quiet: bool, broker: str, event_type: str | None, remove: bool, timeout: float,
+def events_tail(verbose: int, quiet: bool, broker: str, event_type: str | None, type_prefix: str | None,
+                remove: bool, timeout: float,
                 namespace: str | None, registry: str | None, mirrors: tuple[str, ...], offline: bool,
                 wheelhouse: Path | None, storage_root: Path | None, kubeconfig: Path | None,
                 context: str | None) -> None:
@@ -311,7 +326,10 @@ def events_tail(verbose: int, quiet: bool, broker: str, event_type: str | None, 
     buildah = make_buildah(storage_root, parse_mirrors(mirrors, offline=offline, registry=target.push))
     image = build_event_display(buildah, target, ns, status)
     filters = {"type": event_type} if event_type else None
-    objs = eventing.tail_objects(ns, image, broker, filters)
+    if type_prefix is not None and (not type_prefix.strip() or any(c.isspace() for c in type_prefix)):
+        raise click.BadParameter(f"{type_prefix!r}: expected a type prefix such as org.ros2.",
+                                 param_hint="--type-prefix")
+    objs = eventing.tail_objects(ns, image, broker, filters, type_prefix)
     outcome = deploying.DeployOutcome()
     with status.step(f"Subscribe {eventing.TAIL_NAME} to Broker {ns}/{broker}"):
         deploying.apply_changes(kube, objs, outcome, status)

@@ -14,6 +14,7 @@ from hybrid_knative.dns.resolve import DnsClient, split_server
 from hybrid_knative.errors import ConfigError
 from hybrid_knative.kube.wait import WaitPolicy
 from hybrid_knative.system.http import HostProbes, system_resolve
+from hybrid_knative.wiring.ros2 import bridges_health, doctor_lines
 
 
 def _probes(dns_server: str | None) -> HostProbes:
@@ -71,8 +72,15 @@ def doctor(verbose: int, quiet: bool, ksvc: str | None, namespace: str, no_pod_c
         click.echo(f"  evidence: {f.evidence}")
         if f.fix:
             click.echo(f"  fix:      {f.fix}")
-    click.echo("healthy" if report.healthy else "problems found")
-    sys.exit(0 if report.healthy else 3)
+    healthy = report.healthy
+    if ksvc is None:  # the platform view also covers the ROS 2 bridges of every namespace
+        found = bridges_health(kube)
+        for line in doctor_lines(found):
+            if not (quiet and line.startswith("✓")):
+                click.echo(line)
+        healthy = healthy and all(h.healthy for h in found)
+    click.echo("healthy" if healthy else "problems found")
+    sys.exit(0 if healthy else 3)
 
 
 def diagnosis_name_ok(name: str) -> bool:

@@ -124,7 +124,22 @@ def status(verbose: int, quiet: bool, **cluster: Any) -> None:
         click.echo(f"{'DEPLOYMENT'.ljust(width)}  READY  DETAIL")
         for c in h.components:
             click.echo(f"{c.name.ljust(width)}  {'yes' if c.ready else 'no ':<5}  {c.detail}")
+    if h.enabled:
+        _print_bridges(addon.connect(config))
     sys.exit(0 if h.healthy else 3)
+
+
+def _print_bridges(kube: Any) -> None:
+    """The ROS 2 bridges (users' objects: shown, but they do not change the platform's exit code)."""
+    from hybrid_knative.wiring.ros2 import bridges_health, health_rows
+
+    rows = health_rows(bridges_health(kube))
+    if rows:
+        width = max(len(name) for name, _, _ in rows)
+        click.echo("")
+        click.echo(f"{'ROS 2 BRIDGE'.ljust(width)}  READY  DETAIL")
+        for name, ready, detail in rows:
+            click.echo(f"{name.ljust(width)}  {ready:<5}  {detail}")
 
 
 @cli.command()

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
 
 from hybrid_knative.dev.invoke import Reply, Resolver, answered, dns_lookup, send, target_for
 from hybrid_knative.dev.project import Function, Project
 from hybrid_knative.dev.registry import Registry
-from hybrid_knative.dev.render import FUNCTION_LABEL, KINDS, PROJECT_LABEL, SERVING, render
+from hybrid_knative.dev.render import CORE_KINDS, FUNCTION_LABEL, KINDS, PROJECT_LABEL, SERVING, render
 from hybrid_knative.errors import ConfigError, DeadlineExceeded, HybridError, PermanentError, TemporaryError
 from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.objects import Manifest, ObjectRef, ref_of
@@ -45,6 +46,34 @@ class DeployOptions:
     only: str | None = None  # one function's name
 
 
+@dataclasses.dataclass(frozen=True)
+class ExtraBuild:
+    """An image a companion needs, built and pushed exactly like a function's (same buildah, registry, digest)."""
+
+    key: str  # the key of its reference in the images mapping passed to Companion.render
+    context: Path
+    dockerfile: Path
+    repo: str  # pushed as <registry>/<namespace>/<repo>:latest
+
+
+class Companion(Protocol):
+    """Objects that a layer above dev adds to a deploy (the ROS 2 bridge: hybrid_knative.wiring). They are
+    rendered from the project, built with the same path, applied, pruned and deleted with the functions'
+    objects (same labels), so dev never imports the package that knows them."""
+
+    def check(self, project: Project, functions: Sequence[Function]) -> None:
+        """Validate before anything is built (ConfigError naming file:line)."""
+
+    def builds(self, project: Project, functions: Sequence[Function]) -> list[ExtraBuild]:
+        """Images to build and push before any apply (none when a ready image is configured)."""
+
+    def render(self, project: Project, functions: Sequence[Function], images: Mapping[str, str]) -> list[Manifest]:
+        """The objects, labelled hybrid-knative.dev/project + hybrid-knative.dev/function."""
+
+    def advice(self, project: Project, functions: Sequence[Function]) -> list[str]:
+        """Lines printed after a deploy (e.g. min-scale guidance)."""
+
+
 @dataclasses.dataclass
 class DeployOutcome:
     images: dict[str, str] = dataclasses.field(default_factory=dict)  # function → image@sha256
@@ -53,11 +82,13 @@ class DeployOutcome:
     pruned: list[ObjectRef] = dataclasses.field(default_factory=list)
     urls: dict[str, str] = dataclasses.field(default_factory=dict)  # Knative Service → URL
     answers: dict[str, str] = dataclasses.field(default_factory=dict)  # Knative Service → how it answered
+    advice: list[str] = dataclasses.field(default_factory=list)  # from companions (min-scale guidance …)
 
 
 def register_kinds(kube: KubeApi) -> None:
     for api_version, kind, plural in KINDS:
-        kube.register_kind(api_version, kind, plural, namespaced=True)
+        if (api_version, kind) not in CORE_KINDS:
+            kube.register_kind(api_version, kind, plural, namespaced=True)
     kube.register_kind("eventing.knative.dev/v1", "Broker", "brokers", namespaced=True)
 
 
@@ -72,9 +103,12 @@ def preflight(kube: KubeApi, project: Project, functions: Iterable[Function]) ->
     brokers: set[str] = set()
     for fn in functions:
         for event in fn.events:
-            needed.add({"custom": "Trigger", "cron": "PingSource", "kafka": "KafkaSource"}[event.kind])
+            needed.add({"custom": "Trigger", "cron": "PingSource", "kafka": "KafkaSource",
+                        "ros2": "Trigger"}[event.kind])
             if event.kind == "custom":
                 brokers.add(str(event.spec.get("broker", "default")))
+            if event.kind == "ros2":
+                brokers.add(str(project.ros2.get("broker", "default")))
     missing = []
     for kind in sorted(needed):
         crd = kube.get(ObjectRef("apiextensions.k8s.io/v1", "CustomResourceDefinition", None, CRDS[kind]))
@@ -92,24 +126,26 @@ def preflight(kube: KubeApi, project: Project, functions: Iterable[Function]) ->
 
 
 def build_and_push(project: Project, functions: Iterable[Function], buildah: Buildah, registry: Registry,
-                   status: Status) -> dict[str, str]:
-    """Build every function that has a Dockerfile and push it; function name → pull reference by digest."""
+                   status: Status, extra: Sequence[ExtraBuild] = ()) -> dict[str, str]:
+    """Build every function that has a Dockerfile (and every extra image) and push it; function name (or
+    extra key) → pull reference by digest."""
     images: dict[str, str] = {}
-    todo = [fn for fn in functions if fn.image is None]
+    todo = [ExtraBuild(fn.name, fn.context, fn.dockerfile, fn.service)
+            for fn in functions if fn.image is None and fn.context is not None and fn.dockerfile is not None]
+    todo += list(extra)
     if todo:
         buildah.check_available()
-    for fn in todo:
-        assert fn.context is not None and fn.dockerfile is not None
-        local = f"localhost/hybrid-knative/{project.namespace}/{fn.service}:build"
+    for item in todo:
+        local = f"localhost/hybrid-knative/{project.namespace}/{item.repo}:build"
         started = time.monotonic()
-        with status.step(f"Build {fn.service}"):
-            buildah.bud(fn.context, fn.dockerfile, local)
+        with status.step(f"Build {item.repo}"):
+            buildah.bud(item.context, item.dockerfile, local)
         status.detail(f"built in {time.monotonic() - started:.1f} s")
-        repo = f"{project.namespace}/{fn.service}"
-        with status.step(f"Push {fn.service} to {registry.push}"):
+        repo = f"{project.namespace}/{item.repo}"
+        with status.step(f"Push {item.repo} to {registry.push}"):
             digest = buildah.push(local, f"{registry.push}/{repo}:latest")
-        images[fn.name] = f"{registry.pull}/{repo}@{digest}"
-        status.info(f"  {images[fn.name]}")
+        images[item.key] = f"{registry.pull}/{repo}@{digest}"
+        status.info(f"  {images[item.key]}")
     return images
 
 
@@ -130,7 +166,7 @@ def apply_changes(kube: KubeApi, objs: list[Manifest], outcome: DeployOutcome, s
         for obj in objs:
             ref = ref_of(obj)
             live = kube.get(ref)
-            if live is not None and contains(live, {k: obj[k] for k in ("metadata", "spec")}):
+            if live is not None and contains(live, {k: v for k, v in obj.items() if k not in ("apiVersion", "kind")}):
                 outcome.unchanged.append(ref)
                 status.detail(f"unchanged {ref}")
                 continue
@@ -160,7 +196,10 @@ def owned(kube: KubeApi, project: Project, function: str | None = None) -> list[
             items = kube.list(api_version, kind, namespace=project.namespace, labels=selector)
         except PermanentError:  # 404: the cluster does not serve this kind (e.g. no KafkaSource), so none exist
             continue
-        found += [{**o, "apiVersion": api_version, "kind": kind} for o in items]
+        # Knative copies the KService's labels onto the Deployments and Services it makes for a revision: they
+        # carry an ownerReference (deploy never sets one) and are Knative's to manage, not ours
+        found += [{**o, "apiVersion": api_version, "kind": kind} for o in items
+                  if not (o.get("metadata") or {}).get("ownerReferences")]
     return found
 
 
@@ -218,18 +257,25 @@ def wait_answers(kube: KubeApi, url: str, *, timeout: float, interval: float, re
 
 
 def deploy(project: Project, kube: KubeApi, buildah: Buildah, registry: Registry | None, status: Status,
-           options: DeployOptions = DeployOptions(), *, resolver: Resolver = dns_lookup) -> DeployOutcome:
+           options: DeployOptions = DeployOptions(), *, resolver: Resolver = dns_lookup,
+           companions: Sequence[Companion] = ()) -> DeployOutcome:
     functions = selected(project, options.only)
     outcome = DeployOutcome()
     for note in project.notes:
         status.info(f"note: {note}")
+    for companion in companions:
+        companion.check(project, functions)
     preflight(kube, project, functions)
-    if any(fn.image is None for fn in functions):
+    extra = [b for companion in companions for b in companion.builds(project, functions)]
+    if any(fn.image is None for fn in functions) or extra:
         if registry is None:
             raise ConfigError("no registry to push to", resolution="pass --registry HOST[:PORT]")
-        outcome.images = build_and_push(project, functions, buildah, registry, status)
+        outcome.images = build_and_push(project, functions, buildah, registry, status, extra)
     sub = dataclasses.replace(project, functions=tuple(functions))
     objs = render(sub, outcome.images)
+    for companion in companions:
+        objs = objs + companion.render(sub, functions, outcome.images)
+        outcome.advice += companion.advice(sub, functions)
     with status.step(f"Apply {len(objs)} objects to namespace {project.namespace}"):
         apply_changes(kube, objs, outcome, status)
         prune(kube, project, functions, objs, outcome, status)

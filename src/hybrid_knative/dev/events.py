@@ -73,7 +73,7 @@ def send(kube: KubeApi, namespace: str, *, type_: str, data: str | None, source:
 
 
 def tail_objects(namespace: str, image: str, broker: str = "default",
-                 filters: Mapping[str, str] | None = None) -> list[Manifest]:
+                 filters: Mapping[str, str] | None = None, type_prefix: str | None = None) -> list[Manifest]:
     """The event-display Service (one warm pod, so no event waits for a cold start) and its Trigger."""
     ksvc: Manifest = {
         "apiVersion": SERVING, "kind": "Service",
@@ -85,6 +85,8 @@ def tail_objects(namespace: str, image: str, broker: str = "default",
         "ref": {"apiVersion": SERVING, "kind": "Service", "name": TAIL_NAME}}}
     if filters:
         trigger_spec["filter"] = {"attributes": dict(filters)}
+    if type_prefix:  # e.g. org.ros2. — every ROS 2 topic's events and the functions' replies (docs/ros2.md)
+        trigger_spec["filters"] = [{"prefix": {"type": type_prefix}}]
     trigger: Manifest = {"apiVersion": EVENTING, "kind": "Trigger",
                          "metadata": {"name": TAIL_NAME, "namespace": namespace, "labels": dict(TAIL_LABELS)},
                          "spec": trigger_spec}

@@ -34,7 +34,7 @@ GPU_RESOURCES = {"amd": "amd.com/gpu", "nvidia": "nvidia.com/gpu"}
 
 @dataclasses.dataclass(frozen=True)
 class Event:
-    kind: str  # custom | cron | kafka
+    kind: str  # custom | cron | kafka | ros2 (a ROS 2 topic, bridged by a Deployment on the robot's node)
     spec: Mapping[str, Any]
     line: int = 0
 
@@ -67,6 +67,13 @@ class Project:
     namespace: str = "default"
     registry: str | None = None
     notes: tuple[str, ...] = ()  # things translated or ignored (serverless.yml), shown by deploy
+    # the `ros2:` settings of the project's bridges (node, node_selector, domain_id, interface, broker, image,
+    # msg = {pkg/msg/Type: .msg text, read from the files named}); schema-valid, interpreted by ros2/
+    ros2: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    ros2_line: int = 0
+
+    def ros2_events(self, fn: Function) -> list[Event]:
+        return [e for e in fn.events if e.kind == "ros2"]
 
     def function(self, name: str) -> Function:
         for fn in self.functions:
@@ -210,10 +217,48 @@ def parse_project(data: Any, lines: Mapping[tuple[Any, ...], int], path: Path) -
     functions = []
     for name, spec in data["functions"].items():
         functions.append(function_from(name, name, spec, root, lines, ("functions", name), path))
+    functions = _routed_events(data, functions, lines, path)
     project = Project(name=data["name"], root=root, source=path, functions=tuple(functions),
-                      namespace=data.get("namespace", "default"), registry=data.get("registry"))
+                      namespace=data.get("namespace", "default"), registry=data.get("registry"),
+                      ros2=_ros2_settings(data.get("ros2") or {}, root, lines, path),
+                      ros2_line=line_of(lines, ("ros2",)) if "ros2" in data else 0)
     check_semantics(project, lines, path)
     return project
+
+
+def _routed_events(data: Mapping[str, Any], functions: list[Function], lines: Mapping[tuple[Any, ...], int],
+                   path: Path) -> list[Function]:
+    """The top-level ``events: - to: <function>`` entries, added to the functions they name."""
+    extra: dict[str, list[Event]] = {}
+    errors = []
+    names = [fn.name for fn in functions]
+    for index, event in enumerate(data.get("events") or []):
+        line = line_of(lines, ("events", index))
+        if event["to"] not in names:
+            errors.append(f"{path}:{line_of(lines, ('events', index, 'to'))}: events[{index}].to: no function "
+                          f"{event['to']!r} in this project (functions: {', '.join(names)})")
+            continue
+        extra.setdefault(event["to"], []).append(Event("ros2", event["ros2"], line))
+    if errors:
+        raise _fail(errors, path)
+    return [dataclasses.replace(fn, events=fn.events + tuple(extra.get(fn.name, ()))) for fn in functions]
+
+
+def _ros2_settings(settings: Mapping[str, Any], root: Path, lines: Mapping[tuple[Any, ...], int],
+                   path: Path) -> dict[str, Any]:
+    """The ``ros2:`` mapping with each ``msg`` file replaced by its text (a missing file names its line)."""
+    out = {k: v for k, v in settings.items() if k != "msg"}
+    msg = {}
+    for name, rel in (settings.get("msg") or {}).items():
+        file = (root / rel).resolve()
+        try:
+            msg[name] = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise _fail([f"{path}:{line_of(lines, ('ros2', 'msg', name))}: ros2.msg.{name}: cannot read {file}: "
+                         f"{exc.__class__.__name__}"], path) from None
+    if msg:
+        out["msg"] = msg
+    return out
 
 
 def _event_kind_errors(data: Any, lines: Mapping[tuple[Any, ...], int], path: Path) -> list[str]:
@@ -233,9 +278,9 @@ def _event_kind_errors(data: Any, lines: Mapping[tuple[Any, ...], int], path: Pa
                     found.append(f"{where}: functions.{fname}.events[{index}]: `{kind}` events come from "
                                  f"{CLOUD_ONLY_EVENTS[kind]}, which does not exist on a MicroK8s cluster; "
                                  "use `custom` (a Trigger on the Broker), `cron` (a PingSource) or `kafka`")
-                elif kind not in ("custom", "cron", "kafka"):
+                elif kind not in ("custom", "cron", "kafka", "ros2"):
                     found.append(f"{where}: functions.{fname}.events[{index}]: unknown event kind `{kind}` "
-                                 "(supported: custom, cron, kafka)")
+                                 "(supported: custom, cron, kafka, ros2)")
     return found
 
 

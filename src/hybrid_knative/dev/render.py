@@ -17,13 +17,18 @@ SOURCES = "sources.knative.dev/v1"
 KAFKA_SOURCES = "sources.knative.dev/v1beta1"
 PROJECT_LABEL = "hybrid-knative.dev/project"
 FUNCTION_LABEL = "hybrid-knative.dev/function"
-# Every kind deploy may create, in apply order (delete goes in reverse).
+# Every kind deploy may create, in apply order (delete goes in reverse). The core kinds are the ROS 2
+# bridge's (ConfigMap, Deployment, its reply-sink Service), rendered by a companion (see deploy.Companion).
 KINDS: tuple[tuple[str, str, str], ...] = (
+    ("v1", "ConfigMap", "configmaps"),
+    ("apps/v1", "Deployment", "deployments"),
+    ("v1", "Service", "services"),
     (SERVING, "Service", "services"),
     (EVENTING, "Trigger", "triggers"),
     (SOURCES, "PingSource", "pingsources"),
     (KAFKA_SOURCES, "KafkaSource", "kafkasources"),
 )
+CORE_KINDS = {("v1", "ConfigMap"), ("apps/v1", "Deployment"), ("v1", "Service")}
 
 
 def labels(project: Project, fn: Function) -> dict[str, str]:
@@ -108,5 +113,5 @@ def render(project: Project, pushed: Mapping[str, str]) -> list[Manifest]:
     """All objects, in apply order: the Services first (their Triggers/sources point at them)."""
     services = [ksvc(project, fn, image_ref(fn, pushed)) for fn in project.functions]
     events = [event_object(project, fn, event, index)
-              for fn in project.functions for index, event in enumerate(fn.events)]
+              for fn in project.functions for index, event in enumerate(fn.events) if event.kind != "ros2"]
     return services + events

@@ -14,7 +14,7 @@ from hybrid_knative.dev.project import DNS_LABEL, MAX_SERVICE_NAME
 from hybrid_knative.errors import ConfigError
 
 TEMPLATES = ("python-http", "python-cloudevents", "node-http", "node-cloudevents", "knative-docker")
-INTERNAL = ("event-display",)
+INTERNAL = ("event-display", "ros2-bridge")
 # The base image each template's Dockerfile starts FROM (bundle create --with functions carries these).
 # Shipped without a leading dot (package data globs skip hidden files); written with it.
 HIDDEN = {"dockerignore": ".dockerignore"}

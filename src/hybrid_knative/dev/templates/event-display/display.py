@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+MAX_SHOWN = 4096  # bytes of a binary body shown (base64)
+
+
+def _textual(ctype: str) -> bool:
+    kind = ctype.split(";")[0].strip().lower()
+    return not kind or kind.startswith("text/") or kind.endswith("json") or kind.endswith("+json") \
+        or kind in ("application/xml", "application/x-www-form-urlencoded")
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -16,10 +25,14 @@ class Handler(BaseHTTPRequestHandler):
             event = json.loads(body)
         else:
             event = {k[3:].lower(): v for k, v in self.headers.items() if k.lower().startswith("ce-")}
-            try:
-                event["data"] = json.loads(body) if body else None
-            except ValueError:
-                event["data"] = body.decode("utf-8", "replace")
+            if body and not _textual(ctype):  # e.g. application/cdr (ROS 2 messages): show size and a prefix
+                event["datasize"] = len(body)
+                event["data_base64"] = base64.b64encode(body[:MAX_SHOWN]).decode()
+            else:
+                try:
+                    event["data"] = json.loads(body) if body else None
+                except ValueError:
+                    event["data"] = body.decode("utf-8", "replace")
         print("EVENT " + json.dumps(event, sort_keys=True), flush=True)
         self.send_response(202)
         self.send_header("Content-Length", "0")

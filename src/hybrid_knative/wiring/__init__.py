@@ -1,0 +1,1 @@
+"""Use cases that join independent packages (dev + ros2): the layer above them."""
