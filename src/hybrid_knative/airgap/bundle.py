@@ -48,6 +48,10 @@ MAX_SMALL_BYTES = 4 * 1024 * 1024  # a manifest/index blob (the OCI distribution
 MAX_SMALL_TOTAL = 256 * 1024 * 1024  # all of them together, kept in memory while verifying
 OCI_DIR = "oci"
 UPSTREAM_DIR = "upstream"
+# `bundle create --with functions`: the site's own wheels for offline builds, chosen at bundle time and not
+# pinned by the catalog; bundle.json's sha256 (and the signature, when signed) are all that cover them
+SITE_WHEELHOUSE = f"{UPSTREAM_DIR}/wheelhouse/"
+SITE_WHEELHOUSE_COMPONENT = "functions"
 KNOWN_ARCHES = ("amd64", "arm64", "arm", "ppc64le", "s390x", "riscv64")
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
@@ -619,6 +623,8 @@ def check_pins(manifest: BundleManifest, path: Path, pins: Mapping[str, str] | N
     pins = catalog_pins() if pins is None else pins
     for name, entry in manifest.files.items():
         if not name.startswith(f"{UPSTREAM_DIR}/"):
+            continue
+        if name.startswith(SITE_WHEELHOUSE) and SITE_WHEELHOUSE_COMPONENT in manifest.components:
             continue
         pinned = pins.get(name)
         if pinned is None:
