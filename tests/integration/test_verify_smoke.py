@@ -3,6 +3,7 @@ DNS server and a real HTTP gateway on 127.0.0.1) and from a pod (a Job) before e
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,10 +15,11 @@ from hybrid_knative.config import SnapPaths
 from hybrid_knative.errors import DeadlineExceeded, PermanentError
 from hybrid_knative.progress import Status
 from hybrid_knative.smoke import parse_ctr_images, smoke_data
+from hybrid_knative.system.http import HostProbes, HttpAnswer
 from tests.harness.emulator import FakeController, Store
 from tests.harness.knative import KnativeBehaviour
 from tests.harness.netfixtures import Gateway, ZoneResolver, dns_server, http_gateway, probes_for
-from tests.integration.conftest import Cluster
+from tests.integration.conftest import NODE_IP, Cluster
 
 QUIET = Status(verbosity=-1)
 HOST = "hello-default.hk.internal"
@@ -179,3 +181,32 @@ def test_a_foreign_hello_service_is_not_taken_over(cluster: Cluster, net: tuple)
     assert "--no-verify" in (err.value.resolution or "")
     ksvc = cluster.server.get("serving.knative.dev/v1", "services", "hello", "default")
     assert ksvc["spec"]["template"]["spec"]["containers"][0]["image"] == "example.org/hello:1"
+
+
+def test_host_without_split_dns_is_verified_through_the_ingress_address(cluster: Cluster, net: tuple) -> None:
+    """A plain resolv.conf host (no systemd-resolved, no NetworkManager): the host cannot resolve the
+    zone, so enable GETs the URL through the ingress address with the Host header, and finishes."""
+    _dns, _resolver, port, gateway = net
+    (cluster.host_root / "etc").mkdir(parents=True, exist_ok=True)
+    (cluster.host_root / "etc/resolv.conf").write_text("nameserver 192.168.1.1\n")
+    asked: list[str] = []
+
+    def host_resolver(name: str) -> list[str]:
+        asked.append(name)
+        return []  # what getaddrinfo gives for *.hk.internal on such a host
+
+    vias: list[str | None] = []
+
+    @dataclasses.dataclass(frozen=True)
+    class NodeProbes(HostProbes):
+        """The node address (10.0.0.5) is not this test host's: its gateway stands in on 127.0.0.1."""
+
+        def get(self, url: str, *, via: str | None = None) -> HttpAnswer:
+            vias.append(via)
+            return super().get(url, via="127.0.0.1" if via == NODE_IP else via)
+
+    probes = NodeProbes(resolve=host_resolver, http_port=port, timeout=2.0)
+    outcome = addon.enable(cluster.config(verify=True, eventing=False), QUIET, probes=probes)
+    assert outcome.smoke_url == URL and cluster.marker.is_file()
+    assert gateway.seen == [HOST] and asked == [HOST] and vias == [NODE_IP]
+    assert not (cluster.host_root / "etc/systemd").exists()

@@ -15,11 +15,14 @@ from hybrid_knative.system.files import atomic_write
 class DnsState:
     corefile: bool = False  # our server block is in kube-system/coredns
     host_dropin: str | None = None  # absolute path of the systemd-resolved drop-in we wrote
-    restart_resolved: bool = False  # restart systemd-resolved after removing it
+    restart_resolved: bool = False  # reload the host's resolver after removing it
+    host_reload: tuple[str, ...] = ()  # how (systemctl restart systemd-resolved, nmcli general reload dns-full)
+    reload_pending: bool = False  # the file was written but its reload has not succeeded yet
+    host_mode: str | None = None  # what hostdns.detect found: resolved, nm-dnsmasq or manual
 
     @property
     def empty(self) -> bool:
-        return not self.corefile and self.host_dropin is None
+        return not self.corefile and self.host_dropin is None and self.host_mode is None
 
 
 def state_path(record_path: Path) -> Path:
@@ -36,7 +39,9 @@ def load(path: Path) -> DnsState:
         raise PermanentError(f"the DNS state {path} is unreadable: {exc}",
                              resolution="move it aside and re-run enable") from None
     return DnsState(corefile=bool(doc.get("corefile")), host_dropin=doc.get("host_dropin") or None,
-                    restart_resolved=bool(doc.get("restart_resolved")))
+                    restart_resolved=bool(doc.get("restart_resolved")),
+                    host_reload=tuple(str(a) for a in doc.get("host_reload") or ()),
+                    reload_pending=bool(doc.get("reload_pending")), host_mode=doc.get("host_mode") or None)
 
 
 def save(path: Path, state: DnsState) -> None:

@@ -25,9 +25,11 @@ def undo_dns(kube: KubeApi, record_path: Path, status: Status, *, runner: Runner
         if current.host_dropin:
             if remove_dropin(current, runner):
                 status.detail(f"removed {current.host_dropin}")
-            current = dataclasses.replace(current, host_dropin=None, restart_resolved=False)
+            current = dataclasses.replace(current, host_dropin=None, restart_resolved=False, host_reload=(),
+                                          reload_pending=False)
             state.save(path, current)
         if current.corefile:
             if remove_block(kube, policy=policy, stats=stats):
                 status.detail("removed the hybrid-knative block from kube-system/coredns")
             state.save(path, dataclasses.replace(current, corefile=False))
+        state.save(path, state.DnsState())  # hybrid-knative/host: nothing left to take back (also host_mode)

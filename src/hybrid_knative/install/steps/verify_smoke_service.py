@@ -12,6 +12,8 @@ import datetime
 import urllib.parse
 
 from hybrid_knative import smoke
+from hybrid_knative.dns import ingress
+from hybrid_knative.dns import state as dns_state
 from hybrid_knative.errors import DeadlineExceeded, PermanentError, TemporaryError
 from hybrid_knative.install.apply import apply_objects
 from hybrid_knative.install.context import Context, RenderContext
@@ -82,11 +84,24 @@ def run(ctx: Context, objs: list[Manifest]) -> None:
     ctx.status.info(f"Smoke service answers: {url}")
 
 
+def _host_cannot_resolve(ctx: Context) -> str | None:
+    """The ingress address to probe through when this host's resolver cannot be pointed at the zone
+    (hybrid-knative/host: hostdns mode ``manual``, a plain resolv.conf); None to probe by name."""
+    if ctx.config.domain_mode != "local":
+        return None
+    if dns_state.load(dns_state.state_path(ctx.record.path)).host_mode != "manual":
+        return None
+    return ingress.current(ctx.kube)
+
+
 def _probe_from_host(ctx: Context, url: str) -> None:
     marker = smoke.smoke_data().marker
+    via = _host_cannot_resolve(ctx)
+    if via:
+        ctx.status.detail(f"this host cannot resolve the zone: GET {url} through the ingress address {via}")
 
     def attempt() -> None:
-        answer = ctx.probes.get(url)
+        answer = ctx.probes.get(url, via=via)
         if answer.status != 200 or marker not in answer.body:
             raise TemporaryError(f"GET {url} from this host answered HTTP {answer.status} (via {answer.address})"
                                  + ("" if answer.status != 200 else ", without the smoke page"))
