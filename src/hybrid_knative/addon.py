@@ -27,6 +27,7 @@ from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.objects import ObjectRef
 from hybrid_knative.kube.wait import WaitPolicy, WaitStats, retry, wait_all
 from hybrid_knative.progress import Status
+from hybrid_knative.system import marker
 from hybrid_knative.system.gpu import detect as detect_gpu
 from hybrid_knative.system.http import HostProbes
 from hybrid_knative.system.runner import Runner
@@ -153,6 +154,8 @@ def enable(config: Config, status: Status, *, kube: KubeApi | None = None, probe
     ctx = Context(render=rc, kube=kube, record=record, status=status, runner=runner or Runner(), waits=_policy(config),
                   probes=probes or HostProbes())
     writes_before = kube.counters.writes
+    # hybrid-knative/host: the marker exists from the first change on, as "incomplete" (system/marker.py)
+    marker.write(config.effective_marker, marker.INCOMPLETE, release.line)
     for r in rendered:
         with status.step(r.step.title):
             r.step.run(ctx, r.objects)
@@ -161,14 +164,15 @@ def enable(config: Config, status: Status, *, kube: KubeApi | None = None, probe
 
 
 def disable(config: Config, status: Status, *, kube: KubeApi | None = None, runner: Runner | None = None) -> Outcome:
-    marker = config.effective_marker
-    with status.step("Mark hybrid-knative disabled"):
-        marker.unlink(missing_ok=True)  # first: MicroK8s must never see "enabled" while we tear down
     kube = kube or connect(config)
     record = _record(config, kube)
+    # hybrid-knative/host: "incomplete" until the teardown is done, so `microk8s disable` can be re-run
+    if marker.read(config.effective_marker) is not None:
+        marker.write(config.effective_marker, marker.INCOMPLETE, record.release)
     undo_dns(kube, record.path, status, runner=runner or Runner(), policy=_policy(config), stats=WaitStats())
     if not len(record):
         status.info("Nothing recorded for this cluster: nothing to remove")
+        marker.remove(config.effective_marker)
         return Outcome(kube=kube)
     policy = _policy(config)
     stats = WaitStats()
@@ -205,6 +209,8 @@ def disable(config: Config, status: Status, *, kube: KubeApi | None = None, runn
         status.info("NVIDIA support came from MicroK8s's nvidia addon and is left enabled (other workloads may "
                     "use it); to remove it too: sudo microk8s disable nvidia")
         nvidia.unlink()
+    with status.step("Mark hybrid-knative disabled"):
+        marker.remove(config.effective_marker)  # last: until here `microk8s disable` must still run our script
     return Outcome(written=kube.counters.writes - writes_before, stats=stats, kube=kube)
 
 
@@ -218,6 +224,7 @@ class ComponentHealth:
 @dataclasses.dataclass(frozen=True)
 class Health:
     enabled: bool
+    state: str | None  # the marker's: incomplete, unverified, enabled; None without a marker
     release: str | None
     components: list[ComponentHealth]  # one per recorded Deployment
     table: list[ComponentRow] = dataclasses.field(default_factory=list)  # one per component (status table)
@@ -226,7 +233,8 @@ class Health:
 
     @property
     def healthy(self) -> bool:
-        return self.enabled and all(c.ready for c in self.components) and all(r.ready for r in self.table)
+        return (self.state in (marker.ENABLED, marker.UNVERIFIED) and all(c.ready for c in self.components)
+                and all(r.ready for r in self.table))
 
 
 def health(config: Config, *, kube: KubeApi | None = None) -> Health:
@@ -240,7 +248,8 @@ def health(config: Config, *, kube: KubeApi | None = None) -> Health:
         reason = ready.deployment_available(kube, entry.ref.namespace, entry.ref.name)()
         comps.append(ComponentHealth(f"{entry.ref.namespace}/{entry.ref.name}", reason is None, reason or "Available"))
     release = next((r for r in load_catalog().releases if r.line == record.release), None)
-    return Health(enabled=config.effective_marker.is_file(), release=record.release, components=comps,
+    state = marker.read(config.effective_marker)
+    return Health(enabled=state is not None, state=state, release=record.release, components=comps,
                   table=component_rows(kube, record, release) if len(record) else [],
                   domain=knative_domain(kube) if len(record) else None,
                   ingress_ip=ingress_ip(kube) if len(record) else None)

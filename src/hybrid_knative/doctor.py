@@ -262,7 +262,7 @@ def _ingress(ev: _Evidence) -> Finding | None:
     return Finding("ingress", False, "The revision is ready but the networking layer (Kourier) has not "
                    "programmed its route.", f"{hit[0]} {describe(hit[1], str(hit[1].get('type')))}",
                    f"Check that config-network has `ingress-class: {KOURIER_CLASS}` and that Kourier is running "
-                   "(`hybrid-knative doctor` without a service), then re-run enable.")
+                   "(`hybrid-knative doctor` without a service), then run `sudo hybrid-knative repair`.")
 
 
 RULES: tuple[Rule, ...] = (_webhook, _tag_to_digest, _image_pull, _quota, _unschedulable, _crash_loop,
@@ -293,7 +293,7 @@ def _dns_from_host(host: str, probes: HostProbes, ingress_ip: str | None) -> Fin
     if ingress_ip is not None and ingress_ip not in addresses:
         return Finding("dns-host", False, f"{host} resolves on this host, but not to the ingress address.",
                        f"answers {', '.join(addresses)}; the ingress is {ingress_ip}",
-                       "Fix the DNS record (custom domain) or re-run enable to rewrite the zone.")
+                       "Fix the DNS record (custom domain) or run `sudo hybrid-knative repair` to rewrite the zone.")
     return Finding("dns-host", True, f"{host} resolves on this host.", f"answers {', '.join(addresses)}")
 
 
@@ -311,7 +311,7 @@ def _dns_from_pod(kube: KubeApi, host: str, namespace: str, waits: WaitPolicy) -
         return Finding("dns-pod", False, f"{host} does not resolve inside the cluster.",
                        _first_line(exc.details or exc.brief),
                        "Check that CoreDNS has the Knative zone (`microk8s kubectl -n kube-system get cm coredns "
-                       "-o yaml`) and re-run enable; `microk8s enable dns` must be on.")
+                       "-o yaml`) and run `sudo hybrid-knative repair`; `microk8s enable dns` must be on.")
     return Finding("dns-pod", True, f"{host} resolves inside the cluster.", f"Job {ref.name} completed")
 
 
@@ -339,7 +339,7 @@ def diagnose_service(kube: KubeApi, name: str, namespace: str, *, probes: HostPr
     if not host or any(host == d or host.endswith("." + d) for d in UNREACHABLE_DOMAINS):
         findings.append(Finding("domain", False, "Knative has no reachable domain, so the URL only works inside "
                                 "the cluster.", f"URL {url or '(none)'}",
-                                "Re-run enable (it configures the domain), or set one: `--domain-mode local|magic|"
+                                "Run `sudo hybrid-knative repair` (it configures the domain), or set one: `--domain-mode local|magic|"
                                 "custom`."))
         return Report(subject, tuple(findings))
     findings.append(_dns_from_host(host, probes, _ingress_ip(kube)))
@@ -368,8 +368,8 @@ def _version_skew(kube: KubeApi) -> list[Finding]:
                 return [Finding("version-skew", False, f"Knative {release.line} needs Kubernetes ≥ "
                                 f"{release.min_kubernetes.minor_version}, but the cluster runs {server.minor_version}.",
                                 f"knative-serving is labelled app.kubernetes.io/version={version}",
-                                "Upgrade MicroK8s (`sudo snap refresh microk8s --channel=1.34/stable`) or re-run "
-                                "enable, which picks the Knative release the cluster supports.")]
+                                "Upgrade MicroK8s (`sudo snap refresh microk8s --channel=1.34/stable`) or run "
+                                "`sudo hybrid-knative repair`, which picks the Knative release the cluster supports.")]
             return []
     return []
 
@@ -409,7 +409,7 @@ def diagnose_platform(kube: KubeApi) -> Report:
         findings.append(Finding("ingress-class", ok, "The ingress class is Kourier." if ok else
                                 "The ingress class is not Kourier, so routes never become ready.",
                                 f"config-network ingress-class={ingress_class or '(unset: Istio)'}",
-                                "" if ok else "Re-run `sudo microk8s enable hybrid-knative` (it sets it)."))
+                                "" if ok else "Run `sudo hybrid-knative repair` (it sets it)."))
     domain_cm = kube.get(ObjectRef("v1", "ConfigMap", "knative-serving", "config-domain"))
     if domain_cm is not None:
         domains = [k for k in (domain_cm.get("data") or {}) if k != "_example"]
@@ -417,7 +417,7 @@ def diagnose_platform(kube: KubeApi) -> Report:
         findings.append(Finding("domain", ok, f"The Knative domain is {domains[0]}." if ok else
                                 "No reachable Knative domain is configured (services get svc.cluster.local URLs).",
                                 f"config-domain keys: {', '.join(domains) or '(none)'}",
-                                "" if ok else "Re-run enable with `--domain-mode local|magic|custom`."))
+                                "" if ok else "Run `sudo hybrid-knative repair --domain-mode local|magic|custom`."))
     if not findings:
         raise PermanentError("nothing to check: hybrid-knative is not installed on this cluster",
                              resolution="run `sudo microk8s enable hybrid-knative`")

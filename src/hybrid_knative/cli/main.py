@@ -24,6 +24,7 @@ from hybrid_knative.cli.common import (
     verbosity_options,
 )
 from hybrid_knative.config import KubeVersion
+from hybrid_knative.system import marker
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, epilog=EPILOG)
@@ -61,6 +62,17 @@ def enable(verbose: int, quiet: bool, knative: str | None, upstream_dirs: tuple[
         click.echo(f"Smoke service (answers HTTP 200 from this host and from pods): {outcome.smoke_url}")
 
 
+# hybrid-knative/host: MicroK8s skips `microk8s enable hybrid-knative` once the marker exists (also while
+# it says "incomplete"), so the way to finish or repair an install is this command (same options as enable).
+repair = click.Command(
+    "repair", params=list(enable.params), callback=enable.callback, epilog=EPILOG,
+    help="Finish or repair an install: run every enable step again (what is in place is left as it is).\n\n"
+    "Use it after an enable stopped half-way (`hybrid-knative status` says \"incomplete\") or when a part was "
+    "removed: MicroK8s answers `microk8s enable hybrid-knative` with \"already enabled\" from the first "
+    "change on and does not run it again. Same options as enable.")
+cli.add_command(repair)
+
+
 @cli.command()
 @cluster_options
 @verbosity_options
@@ -80,7 +92,9 @@ def status(verbose: int, quiet: bool, **cluster: Any) -> None:
     """Show whether hybrid-knative is enabled and each component's health. Exit 0 only when healthy."""
     config = build_config(**cluster)
     h = addon.health(config)
-    click.echo(f"enabled: {'yes' if h.enabled else 'no'}")
+    shown = {marker.ENABLED: "yes", marker.UNVERIFIED: "yes (not verified: enabled with --no-verify)",
+             marker.INCOMPLETE: "incomplete"}
+    click.echo(f"enabled: {shown.get(h.state or '', 'no')}")
     click.echo(f"knative: {h.release or '-'}")
     click.echo(f"domain: {h.domain or '-'}")
     click.echo(f"ingress IP: {h.ingress_ip or '-'}")
@@ -95,6 +109,8 @@ def status(verbose: int, quiet: bool, **cluster: Any) -> None:
         click.echo(f"{'DEPLOYMENT'.ljust(width)}  READY  DETAIL")
         for c in h.components:
             click.echo(f"{c.name.ljust(width)}  {'yes' if c.ready else 'no ':<5}  {c.detail}")
+    if h.state == marker.INCOMPLETE:
+        click.echo(f"enable or disable stopped half-way; {marker.REPAIR}", err=True)
     sys.exit(0 if h.healthy else 3)
 
 

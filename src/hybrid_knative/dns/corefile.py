@@ -197,7 +197,7 @@ def zone_block(zone: str, ingress_ip: str) -> str:
     return (
         f"{zone}:53 {{\n"
         f"    {MARKER}: every name in {zone} answers with the Kourier ingress address.\n"
-        "    # Re-added by `microk8s enable hybrid-knative`, removed by `microk8s disable hybrid-knative`.\n"
+        "    # Re-added by `hybrid-knative repair`, removed by `microk8s disable hybrid-knative`.\n"
         "    errors\n"
         f"    template IN {rtype} {zone} {{\n"
         f'        answer "{{{{ .Name }}}} {TTL} IN {rtype} {addr}"\n'
