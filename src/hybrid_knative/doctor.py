@@ -339,8 +339,8 @@ def diagnose_service(kube: KubeApi, name: str, namespace: str, *, probes: HostPr
     if not host or any(host == d or host.endswith("." + d) for d in UNREACHABLE_DOMAINS):
         findings.append(Finding("domain", False, "Knative has no reachable domain, so the URL only works inside "
                                 "the cluster.", f"URL {url or '(none)'}",
-                                "Run `sudo hybrid-knative repair` (it configures the domain), or set one: `--domain-mode local|magic|"
-                                "custom`."))
+                                "Run `sudo hybrid-knative repair` (it configures the domain), or set one: "
+                                "`--domain-mode local|magic|custom`."))
         return Report(subject, tuple(findings))
     findings.append(_dns_from_host(host, probes, _ingress_ip(kube)))
     if pod_check:
