@@ -15,6 +15,7 @@ from hybrid_knative.catalog import Catalog, Release, load_catalog
 from hybrid_knative.config import Config, KubeVersion
 from hybrid_knative.errors import ConfigError
 from hybrid_knative.install import gpu
+from hybrid_knative.install import user_objects as user_objects_mod
 from hybrid_knative.install.context import Context, HostFacts, RenderContext
 from hybrid_knative.install.gpu import choose_vendor
 from hybrid_knative.install.plan import RenderedStep, plan, render_plan
@@ -163,9 +164,12 @@ def enable(config: Config, status: Status, *, kube: KubeApi | None = None, probe
                    smoke_url=verify_smoke_service.smoke_url(kube) if config.verify else None)
 
 
-def disable(config: Config, status: Status, *, kube: KubeApi | None = None, runner: Runner | None = None) -> Outcome:
+def disable(config: Config, status: Status, *, kube: KubeApi | None = None, runner: Runner | None = None,
+            user_objects: str | None = None) -> Outcome:
     kube = kube or connect(config)
     record = _record(config, kube)
+    # hybrid-knative/host: users' objects of our CRDs — refuse (before any change) unless told destroy/keep
+    users = user_objects_mod.check(kube, record, user_objects)
     # hybrid-knative/host: "incomplete" until the teardown is done, so `microk8s disable` can be re-run
     if marker.read(config.effective_marker) is not None:
         marker.write(config.effective_marker, marker.INCOMPLETE, record.release)
@@ -176,8 +180,11 @@ def disable(config: Config, status: Status, *, kube: KubeApi | None = None, runn
         return Outcome(kube=kube)
     policy = _policy(config)
     stats = WaitStats()
-    entries = record.delete_order()
     writes_before = kube.counters.writes
+    if user_objects == user_objects_mod.DESTROY:  # hybrid-knative/host: before their controllers go
+        user_objects_mod.destroy(kube, users, status=status, policy=policy, stats=stats)
+    keep = user_objects_mod.kept(record.delete_order(), user_objects)
+    entries = [e for e in record.delete_order() if e not in keep]
     if record.undos:
         with status.step(f"Take back {len(record.undos)} changes to objects hybrid-knative does not own"):
             for undo in record.undos:
@@ -209,6 +216,9 @@ def disable(config: Config, status: Status, *, kube: KubeApi | None = None, runn
         status.info("NVIDIA support came from MicroK8s's nvidia addon and is left enabled (other workloads may "
                     "use it); to remove it too: sudo microk8s disable nvidia")
         nvidia.unlink()
+    if keep:
+        status.info(f"Kept {len(keep)} CRDs and every object of them (--keep-user-objects); "
+                    "`hybrid-knative enable` brings their controllers back")
     with status.step("Mark hybrid-knative disabled"):
         marker.remove(config.effective_marker)  # last: until here `microk8s disable` must still run our script
     return Outcome(written=kube.counters.writes - writes_before, stats=stats, kube=kube)

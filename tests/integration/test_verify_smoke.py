@@ -4,7 +4,6 @@ DNS server and a real HTTP gateway on 127.0.0.1) and from a pod (a Job) before e
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,13 +14,14 @@ from hybrid_knative.config import SnapPaths
 from hybrid_knative.errors import DeadlineExceeded, PermanentError
 from hybrid_knative.progress import Status
 from hybrid_knative.smoke import parse_ctr_images, smoke_data
-from hybrid_knative.system import marker
+from hybrid_knative.system import marker, microk8s
 from hybrid_knative.system.http import HostProbes, HttpAnswer
 from tests.harness.emulator import FakeController, Store
 from tests.harness.knative import KnativeBehaviour
 from tests.harness.netfixtures import Gateway, ZoneResolver, dns_server, http_gateway, probes_for
 from tests.harness.runner import RecordingRunner
 from tests.integration.conftest import NODE_IP, Cluster
+from tests.snap.fakes import Fakes, strict_wrappers
 
 QUIET = Status(verbosity=-1)
 HOST = "hello-default.hk.internal"
@@ -85,18 +85,19 @@ def test_smoke_service_answers_then_enabled(cluster: Cluster, net: tuple) -> Non
     assert cluster.server.get("serving.knative.dev/v1", "services", "hello", "default") is None
 
 
-def test_digest_from_the_nodes_containerd(cluster: Cluster, net: tuple, tmp_path: Path) -> None:
+def test_digest_from_the_nodes_containerd(cluster: Cluster, net: tuple, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
     dns, _, port, _ = net
+    # MicroK8s's public `microk8s ctr`; its internal wrapper would fail without MicroK8s's environment
+    fakes = Fakes(tmp_path / "fakes", microk8s={"channel": "1.35/stable"}, ctr_output=CTR_OUTPUT)
+    monkeypatch.setenv("FAKE_STATE", str(fakes.state_file))
+    monkeypatch.setenv(microk8s.ENV, fakes.microk8s)
     snap = tmp_path / "snap"
-    snap.mkdir()
-    (tmp_path / "ctr-output").write_text(CTR_OUTPUT)
-    wrapper = snap / "microk8s-ctr.wrapper"
-    # the fake sits at the argv boundary: it checks the exact arguments MicroK8s's wrapper gets
-    wrapper.write_text(f"#!/bin/sh\n[ \"$*\" = \"-n k8s.io images ls\" ] || exit 64\ncat {tmp_path / 'ctr-output'}\n")
-    os.chmod(wrapper, 0o755)
+    strict_wrappers(snap)
     config = cluster.config(verify=True, eventing=False, snap=SnapPaths(snap=snap, snap_data=tmp_path / "data",
                                                                          snap_common=tmp_path / "common"))
     addon.enable(config, QUIET, probes=probes_for(dns, port))
+    assert ["microk8s", "ctr", "-n", "k8s.io", "images", "ls"] in fakes.calls
     ksvc = cluster.server.get("serving.knative.dev/v1", "services", "hello", "default")
     assert ksvc["spec"]["template"]["spec"]["containers"][0]["image"] == f"docker.io/library/busybox@{NODE_DIGEST}"
     [job] = smoke_jobs(cluster)

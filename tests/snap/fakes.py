@@ -181,8 +181,12 @@ if args[:1] in (["enable"], ["disable"]):
         if xabled:
             print(f"Addon core/{name} is already {action}d")
             sys.exit(0)
-        if os.environ.get("FAKE_CORE_FAILS") == name:
-            print(f"Failed to {action} {name}", file=sys.stderr)
+        state.setdefault("core_calls", []).append(
+            [action, name, os.environ.get("MICROK8S_ADDONS_SKIP_LOCK", "")])
+        save(state)
+        if state.get("core_fails") == name:
+            print("Infer repository core for addon nvidia")
+            print("Deployment of the GPU operator failed", file=sys.stderr)
             sys.exit(1)
         state["core_enabled"] = ([*state["core_enabled"], name] if action == "enable"
                                  else [a for a in state["core_enabled"] if a != name])
@@ -200,6 +204,13 @@ if args[:1] in (["enable"], ["disable"]):
     env = {**os.environ, **MICROK8S_ENV}
     done = subprocess.run([str(script), *rest], env=env)
     sys.exit(done.returncode)
+if args[:1] == ["ctr"]:
+    # `microk8s ctr -n k8s.io images ls`: MicroK8s's ctr on its containerd socket
+    if args[1:] != ["-n", "k8s.io", "images", "ls"] or state.get("ctr_output") is None:
+        print("ctr: failed to dial \"/var/snap/microk8s/common/run/containerd.sock\"", file=sys.stderr)
+        sys.exit(1)
+    print(state["ctr_output"], end="")
+    sys.exit(0)
 if args[:1] == ["kubectl"]:
     # `microk8s kubectl get ksvc NAME -n NS -o jsonpath={.status.url}`
     if args[1:3] == ["get", "ksvc"]:
@@ -326,6 +337,27 @@ sys.exit(1)
 '''
 
 
+# MicroK8s's internal wrappers ($SNAP/microk8s-<cmd>.wrapper) begin like this: they need MicroK8s's own
+# snap environment (SNAP pointing at MicroK8s, with actions/common/utils.sh inside). Called from another
+# snap or a pip install they fail exactly like this (bash: SNAP: unbound variable / No such file).
+STRICT_WRAPPER = """#!/usr/bin/env bash
+set -eu
+source $SNAP/actions/common/utils.sh
+use_snap_env
+echo "the internal wrapper ran: $0 $*"
+"""
+
+
+def strict_wrappers(snap: Path, names: tuple[str, ...] = ("status", "enable", "ctr", "images")) -> None:
+    """A MicroK8s snap folder whose internal wrappers fail without MicroK8s's environment."""
+    (snap / "actions" / "common").mkdir(parents=True, exist_ok=True)
+    (snap / "actions" / "common" / "utils.sh").write_text("use_snap_env() { :; }\n", encoding="utf-8")
+    for name in names:
+        path = snap / f"microk8s-{name}.wrapper"
+        path.write_text(STRICT_WRAPPER, encoding="utf-8")
+        path.chmod(0o755)
+
+
 class Fakes:
     """The fake executables in ``bin`` and their shared state file."""
 
@@ -365,6 +397,11 @@ class Fakes:
     @property
     def calls(self) -> list[list[str]]:
         return self.read()["calls"]
+
+    @property
+    def microk8s(self) -> str:
+        """For HYBRID_KNATIVE_MICROK8S_BIN: the fake `microk8s` command."""
+        return str(self.bin / "microk8s")
 
     def env(self) -> dict[str, str]:
         return {"FAKE_STATE": str(self.state_file), "PATH": f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}"}

@@ -75,12 +75,22 @@ cli.add_command(repair)
 
 @cli.command()
 @cluster_options
+@click.option("--destroy-user-objects", "user_objects", flag_value="destroy",
+              help="Also delete every object of hybrid-knative's CRDs that is not hybrid-knative's own "
+              "(your KServices, Brokers, Triggers…), first, while their controllers still run.")
+@click.option("--keep-user-objects", "user_objects", flag_value="keep",
+              help="Keep hybrid-knative's CRDs and every object of them; remove everything else.")
 @verbosity_options
 @handle_errors
-def disable(verbose: int, quiet: bool, **cluster: Any) -> None:
-    """Remove exactly what enable created, in reverse order (also after a partial enable)."""
+def disable(verbose: int, quiet: bool, user_objects: str | None, **cluster: Any) -> None:
+    """Remove exactly what enable created, in reverse order (also after a partial enable).
+
+    When objects that are not hybrid-knative's exist of its CRDs (your KServices, Brokers, Triggers…),
+    disable lists them and changes nothing unless you pass --destroy-user-objects or --keep-user-objects.
+    Through MicroK8s: `sudo microk8s disable hybrid-knative --keep-user-objects`.
+    """
     config = build_config(**cluster)
-    addon.disable(config, make_status(verbose, quiet))
+    addon.disable(config, make_status(verbose, quiet), user_objects=user_objects)
     click.echo("hybrid-knative: disabled.")
 
 

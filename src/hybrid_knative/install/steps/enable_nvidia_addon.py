@@ -5,6 +5,7 @@ from __future__ import annotations
 from hybrid_knative.errors import CommandError
 from hybrid_knative.install.context import Context, RenderContext
 from hybrid_knative.kube.objects import Manifest
+from hybrid_knative.system import microk8s
 from hybrid_knative.system.files import atomic_write
 
 NAME = "enable_nvidia_addon"
@@ -17,14 +18,14 @@ def render(rc: RenderContext) -> list[Manifest]:
 
 
 def run(ctx: Context, objs: list[Manifest]) -> None:
-    snap = ctx.config.snap.snap
-    status = ctx.runner.run([snap / "microk8s-status.wrapper", "--addon", "nvidia"], check=False, timeout=120)
+    mk = microk8s.command()  # MicroK8s's public command: its wrappers need MicroK8s's own environment
+    status = ctx.runner.run([mk, "status", "--addon", "nvidia"], check=False, timeout=120)
     if status.returncode == 0 and status.stdout.strip() == "enabled":
         ctx.status.detail("the nvidia addon is already enabled")
     else:
         nested = ctx.runner.with_env({"MICROK8S_ADDONS_SKIP_LOCK": "1"})  # nested enable from inside an addon
         try:
-            nested.run([snap / "microk8s-enable.wrapper", "nvidia"], timeout=1800)
+            nested.run([mk, "enable", "nvidia"], timeout=1800)
         except CommandError as exc:
             exc.brief = f"MicroK8s's nvidia addon failed (exit code {exc.returncode})"
             exc.resolution = ("run `sudo microk8s enable nvidia` to see the whole output; check the NVIDIA driver "

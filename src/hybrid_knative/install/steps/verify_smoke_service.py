@@ -59,7 +59,7 @@ def _check_not_foreign(ctx: Context) -> None:
 
 def run(ctx: Context, objs: list[Manifest]) -> None:
     _check_not_foreign(ctx)
-    image, source = smoke.choose_image(ctx.runner, ctx.config.snap)
+    image, source = smoke.choose_image(ctx.runner)
     ctx.status.detail(f"smoke image {image} (digest from {source})")
     objs = smoke.service_objects(image)
     apply_objects(ctx, NAME, objs)
