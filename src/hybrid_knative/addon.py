@@ -13,6 +13,8 @@ from hybrid_knative.airgap.bundle import read_manifest as read_bundle_manifest
 from hybrid_knative.airgap.bundle import unpack as unpack_bundle
 from hybrid_knative.catalog import Catalog, Release, load_catalog
 from hybrid_knative.config import Config, KubeVersion
+from hybrid_knative.dns import check as dns_check
+from hybrid_knative.dns import state as dns_state
 from hybrid_knative.errors import ConfigError
 from hybrid_knative.install import gpu
 from hybrid_knative.install import user_objects as user_objects_mod
@@ -28,6 +30,7 @@ from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.objects import ObjectRef
 from hybrid_knative.kube.wait import WaitPolicy, WaitStats, retry, wait_all
 from hybrid_knative.progress import Status
+from hybrid_knative.smoke import smoke_data
 from hybrid_knative.system import marker
 from hybrid_knative.system.gpu import detect as detect_gpu
 from hybrid_knative.system.http import HostProbes
@@ -240,14 +243,35 @@ class Health:
     table: list[ComponentRow] = dataclasses.field(default_factory=list)  # one per component (status table)
     domain: str | None = None
     ingress_ip: str | None = None
+    dns: list[dns_check.DnsCheck] = dataclasses.field(default_factory=list)  # hybrid-knative/host
 
     @property
     def healthy(self) -> bool:
         return (self.state in (marker.ENABLED, marker.UNVERIFIED) and all(c.ready for c in self.components)
-                and all(r.ready for r in self.table))
+                and all(r.ready for r in self.table) and all(d.ok for d in self.dns))
 
 
-def health(config: Config, *, kube: KubeApi | None = None) -> Health:
+def dns_checks(config: Config, kube: KubeApi, *, lookup: dns_check.Lookup | None = None) -> list[dns_check.DnsCheck]:
+    """hybrid-knative/host: the CoreDNS block (local mode) and a service host from this host."""
+    record = _record(config, kube)
+    domain = knative_domain(kube) if len(record) else None
+    if domain is None:
+        return []
+    current = dns_state.load(dns_state.state_path(record.path))
+    checks = [dns_check.corefile_block(kube, domain)] if current.corefile else []
+    data = smoke_data()
+    host = f"{data.name}-{data.namespace}.{domain}"
+    if current.host_mode == "manual":  # nothing on this host can resolve the zone: not a fault
+        checks.append(dns_check.DnsCheck("dns-host", True, f"{host} is not resolved on this host (plain "
+                                         "resolv.conf: see the lines enable printed, docs/dns.md).",
+                                         "host DNS: manual"))
+    else:
+        checks.append(dns_check.host_resolves(host, lookup or dns_check.system_lookup, ingress_ip(kube),
+                                              host_dns=current.host_mode))
+    return checks
+
+
+def health(config: Config, *, kube: KubeApi | None = None, lookup: dns_check.Lookup | None = None) -> Health:
     kube = kube or connect(config)
     kube.server_version()
     record = _record(config, kube)
@@ -260,6 +284,7 @@ def health(config: Config, *, kube: KubeApi | None = None) -> Health:
     release = next((r for r in load_catalog().releases if r.line == record.release), None)
     state = marker.read(config.effective_marker)
     return Health(enabled=state is not None, state=state, release=record.release, components=comps,
+                  dns=dns_checks(config, kube, lookup=lookup) if len(record) else [],
                   table=component_rows(kube, record, release) if len(record) else [],
                   domain=knative_domain(kube) if len(record) else None,
                   ingress_ip=ingress_ip(kube) if len(record) else None)

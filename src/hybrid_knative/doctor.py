@@ -19,6 +19,7 @@ from typing import Any
 from hybrid_knative import smoke
 from hybrid_knative.catalog import load_catalog
 from hybrid_knative.dns import ingress
+from hybrid_knative.dns.check import DnsCheck
 from hybrid_knative.errors import HybridError, PermanentError
 from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.knative import SERVING, job_complete
@@ -279,6 +280,13 @@ def _unknown(ev: _Evidence) -> Finding:
 
 # --- DNS from the host and from a pod -------------------------------------------------------------
 
+def _lookup_outcome(probes: HostProbes, host: str) -> str:
+    """Why a name gave no address: a timeout is reported as a timeout (hybrid-knative/host)."""
+    outcome = probes.outcome(host) if probes.outcome is not None else "noanswer"
+    return {"timeout": f"DNS timeout: no DNS server answered for {host}", "nxdomain": "NXDOMAIN: the name does not "
+            "exist"}.get(outcome, "no A/AAAA answer")
+
+
 def _dns_from_host(host: str, probes: HostProbes, ingress_ip: str | None) -> Finding:
     try:
         addresses = probes.resolve(host)
@@ -287,7 +295,8 @@ def _dns_from_host(host: str, probes: HostProbes, ingress_ip: str | None) -> Fin
     else:
         error = ""
     if not addresses:
-        return Finding("dns-host", False, f"{host} does not resolve on this host.", error or "no A/AAAA answer",
+        return Finding("dns-host", False, f"{host} does not resolve on this host.",
+                       error or _lookup_outcome(probes, host),
                        "Set up split DNS for the Knative domain (enable does it with systemd-resolved; see "
                        "docs/troubleshooting.md for the fallback) or use `--domain-mode magic`.")
     if ingress_ip is not None and ingress_ip not in addresses:
@@ -422,6 +431,17 @@ def diagnose_platform(kube: KubeApi) -> Report:
         raise PermanentError("nothing to check: hybrid-knative is not installed on this cluster",
                              resolution="run `sudo microk8s enable hybrid-knative`")
     return Report("platform", tuple(findings))
+
+
+def with_dns(report: Report, checks: list[DnsCheck], kube: KubeApi, *, waits: WaitPolicy,
+             pod_check: bool) -> Report:
+    """hybrid-knative/host: the platform report plus DNS — the CoreDNS block, a service host from this host
+    (a timeout reported as a timeout) and, unless told not to, from a pod."""
+    findings = [*report.findings, *(Finding(c.name, c.ok, c.cause, c.evidence, c.fix) for c in checks)]
+    host = next((c.cause.split()[0] for c in checks if c.name == "dns-host"), None)
+    if pod_check and host is not None:
+        findings.append(_dns_from_pod(kube, host, "default", waits))
+    return Report(report.subject, tuple(findings))
 
 
 def is_label(name: str) -> bool:

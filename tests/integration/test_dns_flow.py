@@ -331,3 +331,21 @@ def test_rendered_dns_patches_validate(kube: str, make_cluster: Callable[..., Cl
     objs = [o for r in rendered if r.step.name.startswith("configure_") for o in r.objects]
     assert {o["metadata"]["name"] for o in objs} >= {"config-domain", "config-network", "kourier"}
     assert ManifestValidator(kube).validate_all(objs) == []
+
+
+def test_status_and_doctor_report_a_dropped_corefile_block(cluster: Cluster) -> None:
+    """`microk8s enable dns` re-applies the stock Corefile: names in the zone stop resolving. Before, both
+    `status` and `doctor` said healthy (exit 0)."""
+    run_cli("enable", *cluster.cli_args(), "--no-eventing")
+    code, out = run_cli("status", *cluster.cli_args(install=False))
+    assert code == 0 and "✓ dns-corefile" in out, out
+    cluster.server.put_object("v1", "configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
+                                                   "metadata": {"name": "coredns", "namespace": "kube-system"},
+                                                   "data": {"Corefile": STOCK_COREFILE}})
+    code, out = run_cli("status", *cluster.cli_args(install=False))
+    assert code == 3 and "✗ dns-corefile" in out and "sudo hybrid-knative repair" in out, out
+    code, out = run_cli("doctor", "--no-pod-check", *cluster.cli_args(install=False))
+    assert code == 3 and "✗ dns-corefile" in out and "CoreDNS does not carry the Knative zone hk.internal" in out
+    run_cli("repair", *cluster.cli_args(), "--no-eventing")
+    code, out = run_cli("status", *cluster.cli_args(install=False))
+    assert code == 0 and "✓ dns-corefile" in out, out

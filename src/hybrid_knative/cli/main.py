@@ -119,6 +119,10 @@ def status(verbose: int, quiet: bool, **cluster: Any) -> None:
         click.echo(f"{'DEPLOYMENT'.ljust(width)}  READY  DETAIL")
         for c in h.components:
             click.echo(f"{c.name.ljust(width)}  {'yes' if c.ready else 'no ':<5}  {c.detail}")
+    for d in h.dns:  # hybrid-knative/host
+        click.echo(f"{'✓' if d.ok else '✗'} {d.name}: {d.cause} ({d.evidence})")
+        if not d.ok and d.fix:
+            click.echo(f"  fix: {d.fix}")
     if h.state == marker.INCOMPLETE:
         click.echo(f"enable or disable stopped half-way; {marker.REPAIR}", err=True)
     sys.exit(0 if h.healthy else 3)

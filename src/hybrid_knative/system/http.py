@@ -45,6 +45,7 @@ class HostProbes:
     resolve: Callable[[str], list[str]] = system_resolve
     http_port: int | None = None  # None: the URL's port (80 for http)
     timeout: float = 10.0
+    outcome: Callable[[str], str] | None = None  # why a name gave no address: timeout, nxdomain, … (doctor)
 
     def get(self, url: str, *, via: str | None = None) -> HttpAnswer:
         """GET ``url`` from this host: resolve its name ourselves (when it does not resolve and ``via``
