@@ -227,7 +227,22 @@ def _crash_loop(ev: _Evidence) -> Finding | None:
 
 
 def _not_listening(ev: _Evidence) -> Finding | None:
-    event = _event(ev, ("Unhealthy",), "connection refused")
+    """The container runs but nothing listens on $PORT. Knative's kubelet probe goes to queue-proxy, which
+    probes the container and answers 503 until it accepts connections: the real event reads "Readiness probe
+    failed: HTTP probe failed with statuscode: 503" on spec.containers{queue-proxy} (hybrid-knative/host).
+    A user-defined TCP/HTTP probe on the container itself reads "connection refused"."""
+    event = None
+    for e in ev.events:
+        if e.get("reason") != "Unhealthy":
+            continue
+        message = str(e.get("message", "")).lower()
+        field = str((e.get("involvedObject") or {}).get("fieldPath", ""))
+        if "statuscode: 503" in message and ("queue-proxy" in field or not field):
+            event = e
+            break
+        if "connection refused" in message and "user-container" in field:
+            event = e
+            break
     if event is None:
         return None
     return Finding("port", False, "The container runs but does not listen on $PORT (8080), so it never becomes "
