@@ -37,7 +37,7 @@ def load(path: Path) -> DnsState:
         return DnsState()
     except (OSError, ValueError) as exc:
         raise PermanentError(f"the DNS state {path} is unreadable: {exc}",
-                             resolution="move it aside and re-run enable") from None
+                             resolution="move it aside and run `sudo hybrid-knative repair`") from None
     return DnsState(corefile=bool(doc.get("corefile")), host_dropin=doc.get("host_dropin") or None,
                     restart_resolved=bool(doc.get("restart_resolved")),
                     host_reload=tuple(str(a) for a in doc.get("host_reload") or ()),

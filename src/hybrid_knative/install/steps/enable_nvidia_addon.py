@@ -29,6 +29,6 @@ def run(ctx: Context, objs: list[Manifest]) -> None:
         except CommandError as exc:
             exc.brief = f"MicroK8s's nvidia addon failed (exit code {exc.returncode})"
             exc.resolution = ("run `sudo microk8s enable nvidia` to see the whole output; check the NVIDIA driver "
-                              "with `nvidia-smi`, or re-run with --gpu none to skip GPU support")
+                              "with `nvidia-smi`, or run `sudo hybrid-knative repair --gpu none` to skip GPU support")
             raise
     atomic_write(ctx.config.effective_state_dir / MARKER, "enabled by hybrid-knative\n")

@@ -78,7 +78,8 @@ def run(ctx: Context, objs: list[Manifest]) -> None:
     if any(host == d or host.endswith("." + d) for d in UNREACHABLE_DOMAINS):
         raise PermanentError(f"the smoke service got the URL {url}, which no one outside the cluster can open",
                              details="config-domain in knative-serving has no reachable domain",
-                             resolution="re-run enable (it configures the domain), then " + _doctor())
+                             resolution="run `sudo hybrid-knative repair` (it configures the domain), then "
+                             + _doctor())
     _probe_from_host(ctx, url)
     _probe_from_pod(ctx, url, image)
     ctx.status.info(f"Smoke service answers: {url}")
