@@ -120,3 +120,16 @@ if __name__ == "__main__":
     from benchmarks.airgap import bench_airgap
 
     bench_airgap()
+    from benchmarks.functions import bench_functions
+
+    bench_functions()
+    from benchmarks.ros2 import bench_ros2
+
+    bench_ros2()
+    from benchmarks.clone import bench_clone
+
+    bench_clone()
+    from benchmarks.ml import bench_ml_footprint, bench_push_throughput
+
+    bench_ml_footprint()
+    bench_push_throughput()

@@ -47,7 +47,8 @@ PIP_PLATFORMS = {
 # the keys of a snapcraft app that snap.yaml takes as they are
 APP_KEYS = ("command", "daemon", "install-mode", "restart-condition", "restart-delay", "stop-timeout",
             "environment", "after", "before", "refresh-mode", "stop-mode", "timer", "passthrough")
-REPO_FILES = ("addons.yaml", "addons", "pyproject.toml", "README.md", "CHANGELOG.md", "LICENSE", "src")
+LOCK_FILE = "requirements/lock.txt"  # runtime dependencies, pinned with hashes (make lock)
+REPO_FILES = ("addons.yaml", "addons", "requirements", "pyproject.toml", "README.md", "CHANGELOG.md", "LICENSE", "src")
 
 
 class BuildError(Exception):
@@ -163,8 +164,11 @@ def install_packages(site: Path, *, python_version: str, arch: str, pip_args: li
         run([*pip, "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels), str(source), *pip_args])
         (wheel,) = wheels.glob("hybrid_knative-*.whl")
         platforms = [arg for p in PIP_PLATFORMS[arch] for arg in ("--platform", p)]
-        run([*pip, "install", "--quiet", "--no-compile", "--target", str(site), "--only-binary=:all:",
-             "--python-version", python_version, "--implementation", "cp", *platforms, *pip_args, str(wheel)])
+        target = [*pip, "install", "--quiet", "--no-compile", "--target", str(site), "--only-binary=:all:",
+                  "--python-version", python_version, "--implementation", "cp", *platforms, *pip_args]
+        # the dependencies exactly as locked (each wheel checked against its sha256), then the package alone
+        run([*target, "--require-hashes", "-r", str(repo / LOCK_FILE)])
+        run([*target, "--no-deps", str(wheel)])
     shutil.rmtree(site / "bin", ignore_errors=True)  # console scripts point at the build Python: unused
 
 

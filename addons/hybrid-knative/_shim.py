@@ -31,6 +31,7 @@ from pathlib import Path
 PREFIX = "hybrid-knative: "
 COMMAND = "hybrid-knative"
 DIST_NAME = "hybrid-knative"
+LOCK_FILE = ("requirements", "lock.txt")  # pinned dependencies with their sha256 (pip --require-hashes)
 INSTALL_HINT = "sudo snap install hybrid-knative --classic"
 STAMP_NAME = "hybrid-knative-source.json"
 STAMP_FORMAT = 1
@@ -264,6 +265,15 @@ def build_venv(venv: Path, repo: Path, env: Mapping[str, str], stamp: Mapping[st
                     "--no-input", "--no-warn-script-location"]
             if offline is not None:
                 argv += ["--no-index", "--find-links", str(offline)]
+            lock = repo.joinpath(*LOCK_FILE)
+            if lock.is_file():
+                # exactly the tested dependencies, each checked against its pinned sha256; then the
+                # package itself without resolving anything else
+                rc, out = _run([*argv, "--require-hashes", "--only-binary=:all:", "-r", str(lock)], pip_env,
+                               cwd=scratch)
+                if rc != 0:
+                    raise _failed("`pip install --require-hashes -r requirements/lock.txt`", rc, out, repo, offline)
+                argv.append("--no-deps")
             if offline is not None and _wheelhouse_has_runtime(offline):
                 version = str(stamp.get("version", "unknown"))
                 argv.append(DIST_NAME if version == "unknown" else f"{DIST_NAME}=={version}")

@@ -18,6 +18,9 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import yaml
+
+from hybrid_knative.catalog import COMPONENTS_DIR
 from hybrid_knative.errors import (
     CommandError,
     ConfigError,
@@ -27,7 +30,6 @@ from hybrid_knative.errors import (
     TemporaryError,
 )
 from hybrid_knative.progress import Status
-from hybrid_knative.smoke import smoke_data
 from hybrid_knative.system.runner import Result, Runner
 
 ADDON = "hybrid-knative"
@@ -419,14 +421,20 @@ def find_url(*outputs: str) -> str | None:
     return urls[-1] if urls else None
 
 
+def _smoke_service() -> tuple[str, str]:
+    """The smoke KService's name and namespace (components/smoke/smoke.yaml; smoke.py is a sibling layer)."""
+    doc = yaml.safe_load((COMPONENTS_DIR / "smoke" / "smoke.yaml").read_text(encoding="utf-8"))
+    return str(doc["name"]), str(doc["namespace"])
+
+
 def service_url(enable_output: str, runner: Runner, status: Status, opts: Options) -> str | None:
     """The smoke service's URL: from enable's output, else (a re-run: enable did not run) from the
     Knative Service itself through MicroK8s's kubectl — `hybrid-knative status` prints no URL."""
     url = find_url(enable_output)
     if url:
         return url
-    data = smoke_data()
-    argv = [resolve(opts.microk8s), "kubectl", "get", "ksvc", data.name, "-n", data.namespace,
+    name, namespace = _smoke_service()
+    argv = [resolve(opts.microk8s), "kubectl", "get", "ksvc", name, "-n", namespace,
             "-o", "jsonpath={.status.url}"]
     try:
         result = runner.run(argv, check=False, timeout=120)

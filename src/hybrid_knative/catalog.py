@@ -124,10 +124,21 @@ def _load_yaml(path: Path) -> Any:
         return yaml.safe_load(fh)
 
 
+@functools.lru_cache(maxsize=4)
+def component_files(root: Path = COMPONENTS_DIR) -> dict[str, Path]:
+    """Every ``<folder>/component.yaml`` by the upstream name it declares (``name:``, default the folder
+    name with ``_`` → ``-``): the folder of a component holds its own pinned upstream files."""
+    found: dict[str, Path] = {}
+    for path in sorted(root.glob("*/component.yaml")):
+        doc = _load_yaml(path) or {}
+        found[str(doc.get("name") or path.parent.name.replace("_", "-"))] = path
+    return found
+
+
 def load_component(name: str, version: str, root: Path = COMPONENTS_DIR) -> ComponentVersion:
-    path = root / name / "component.yaml"
-    if not path.is_file():
-        raise PermanentError(f"unknown component {name!r}", details=f"no {path}")
+    path = component_files(root).get(name)
+    if path is None:
+        raise PermanentError(f"unknown component {name!r}", details=f"no component.yaml names it under {root}")
     doc = _load_yaml(path)
     versions = doc.get("versions", {})
     if version not in versions:
@@ -160,8 +171,7 @@ def load_catalog(root: Path = COMPONENTS_DIR) -> Catalog:
 def _extras(root: Path, referenced: set[str]) -> tuple[ComponentVersion, ...]:
     """Every version of every component folder that no release references (in file order)."""
     out = []
-    for path in sorted(root.glob("*/component.yaml")):
-        name = path.parent.name
+    for name, path in component_files(root).items():
         if name in referenced:
             continue
         for version in (_load_yaml(path) or {}).get("versions") or {}:

@@ -7,38 +7,25 @@ import re
 from pathlib import Path
 
 from hybrid_knative.errors import ConfigError
+from hybrid_knative.options import (
+    DOMAIN_MODES,
+    EXTRAS,
+    GPU_MODES,
+    INGRESS_MODES,
+    PROFILES,
+    DomainMode,
+    Extra,
+    GpuMode,
+    IngressMode,
+    ProfileName,
+)
+from hybrid_knative.validate import parse_ip, split_server, validate_domain
+from hybrid_knative.versions import KubeVersion, parse_release
 
-_KUBE_VERSION = re.compile(r"^v?(?P<major>\d+)\.(?P<minor>\d+)(?:\.(?P<patch>\d+))?(?P<rest>[-+][0-9A-Za-z.+-]*)?$")
-_RELEASE = re.compile(r"^(?P<major>\d+)\.(?P<minor>\d+)$")
+__all__ = ["PROFILES", "ClusterTarget", "Config", "KubeVersion", "SnapPaths", "parse_release"]
+
 _CONTEXT = re.compile(r"^[^\s]{1,253}$")
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")  # RFC 1123 label (namespace names)
-PROFILES = ("standard", "edge")
-
-
-@dataclasses.dataclass(frozen=True, order=True)
-class KubeVersion:
-    """A Kubernetes server version; only major.minor decide compatibility."""
-
-    major: int
-    minor: int
-    patch: int = 0
-
-    @classmethod
-    def parse(cls, text: str) -> KubeVersion:
-        match = _KUBE_VERSION.match(text.strip())
-        if not match:
-            raise ConfigError(
-                f"not a Kubernetes version: {text!r}",
-                resolution="use MAJOR.MINOR or MAJOR.MINOR.PATCH, e.g. 1.34 or v1.34.2",
-            )
-        return cls(int(match["major"]), int(match["minor"]), int(match["patch"] or 0))
-
-    @property
-    def minor_version(self) -> str:
-        return f"{self.major}.{self.minor}"
-
-    def __str__(self) -> str:
-        return f"{self.major}.{self.minor}.{self.patch}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,40 +64,18 @@ class SnapPaths:
                    snap_common=pick("SNAP_COMMON", default.snap_common))
 
 
-def parse_release(text: str) -> str:
-    """Validate a Knative release line such as ``1.23``."""
-    if not _RELEASE.match(text.strip()):
-        raise ConfigError(f"not a Knative release: {text!r}", resolution="use MAJOR.MINOR, e.g. 1.23")
-    return text.strip()
-
-
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Config:
-    """Everything enable/disable/plan/status need, validated."""
+class ClusterTarget:
+    """Which cluster, and where this node keeps its state: all that commands which only talk to a
+    cluster (`status`, `doctor`, `disable`, later `deploy`, `clone`) need."""
 
     kubeconfig: Path | None = None
     context: str | None = None
-    kubernetes_version: KubeVersion | None = None  # stand-in for the server's (plan without a cluster)
-    knative: str | None = None  # release line, e.g. "1.23"; default: newest the server supports
     snap: SnapPaths = dataclasses.field(default_factory=SnapPaths)
     state_dir: Path | None = None
     marker: Path | None = None
     wait_timeout: float = 600.0
     poll_interval: float = 1.0
-    upstream_dirs: tuple[Path, ...] = ()  # searched first for upstream files (a mirror, a bundle's files)
-    offline: bool = False  # never download upstream files
-    adopt: bool = False  # take over a Knative install that hybrid-knative did not make
-    bundle: Path | None = None  # air-gap bundle: upstream files and images from it, no network
-    domain_mode: str = "local"  # local | magic | custom (see hybrid_knative.dns)
-    domain: str | None = None  # the zone (local) or the user's wildcard domain (custom)
-    ingress_ip: str | None = None  # overrides the detected node address for Kourier
-    host_root: Path = Path("/")  # where host files (systemd-resolved drop-in) live; tests use a tmp folder
-    dns_servers: tuple[str, ...] = ()  # resolvers for the magic/custom checks (IP[:PORT]); default: the host's
-    eventing: bool = True  # Knative Eventing + a default Broker (--no-eventing skips them)
-    broker_namespace: str = "default"  # where the default Broker goes (an RFC 1123 label)
-    verify: bool = True  # deploy the smoke service and GET it from the host and a pod before marking enabled
-    gpu: str = "auto"  # auto | amd | nvidia | none (see hybrid_knative.install.gpu)
-    profile: str = "standard"  # resource profile: standard (upstream requests) or edge (single replicas, low requests)
 
     def __post_init__(self) -> None:
         if self.kubeconfig is not None and not self.kubeconfig.is_file():
@@ -120,6 +85,60 @@ class Config:
             )
         if self.context is not None and not _CONTEXT.match(self.context):
             raise ConfigError(f"invalid kubeconfig context name: {self.context!r}")
+        if not 0.001 <= self.poll_interval <= 60:
+            raise ConfigError(f"poll interval must be between 0.001 and 60 seconds, got {self.poll_interval:g}")
+        if not 1 <= self.wait_timeout <= 24 * 3600:
+            raise ConfigError(
+                f"--timeout must be between 1 and 86400 seconds, got {self.wait_timeout:g}",
+            )
+
+    @property
+    def target(self) -> ClusterTarget:
+        """Only the cluster target (a Config is one, with install options on top)."""
+        return ClusterTarget(kubeconfig=self.kubeconfig, context=self.context, snap=self.snap,
+                             state_dir=self.state_dir, marker=self.marker, wait_timeout=self.wait_timeout,
+                             poll_interval=self.poll_interval)
+
+    @property
+    def effective_kubeconfig(self) -> Path:
+        return self.kubeconfig if self.kubeconfig is not None else self.snap.kubeconfig
+
+    @property
+    def effective_state_dir(self) -> Path:
+        return self.state_dir if self.state_dir is not None else self.snap.state_dir
+
+    @property
+    def effective_marker(self) -> Path:
+        return self.marker if self.marker is not None else self.snap.marker
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config(ClusterTarget):
+    """A cluster target plus the install options of enable/plan, validated."""
+
+    kubernetes_version: KubeVersion | None = None  # stand-in for the server's (plan without a cluster)
+    knative: str | None = None  # release line, e.g. "1.23"; default: newest the server supports
+    upstream_dirs: tuple[Path, ...] = ()  # searched first for upstream files (a mirror, a bundle's files)
+    offline: bool = False  # never download upstream files
+    adopt: bool = False  # take over a Knative install that hybrid-knative did not make
+    bundle: Path | None = None  # air-gap bundle: upstream files and images from it, no network
+    domain_mode: DomainMode = "local"  # see options.DOMAIN_MODES and hybrid_knative.dns
+    domain: str | None = None  # the zone (local) or the user's wildcard domain (custom)
+    ingress_ip: str | None = None  # overrides the detected node address for Kourier
+    host_root: Path = Path("/")  # where host files (systemd-resolved drop-in) live; tests use a tmp folder
+    dns_servers: tuple[str, ...] = ()  # resolvers for the magic/custom checks (IP[:PORT]); default: the host's
+    eventing: bool = True  # Knative Eventing + a default Broker (--no-eventing skips them)
+    broker_namespace: str = "default"  # where the default Broker goes (an RFC 1123 label)
+    verify: bool = True  # deploy the smoke service and GET it from the host and a pod before marking enabled
+    gpu: GpuMode = "auto"  # see options.GPU_MODES and system.gpu.choose_vendor
+    profile: ProfileName = "standard"  # standard (upstream requests) or edge (single replicas, low requests)
+    # node: a node address (externalIPs) unless a load balancer has one; loadbalancer: wait for the cloud's load
+    # balancer to give Kourier an address, never touch externalIPs (clone's cloud profile)
+    ingress_mode: IngressMode = "node"
+    extras: tuple[Extra, ...] = ()  # `--with ml` …: optional stacks (see options.EXTRAS)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if self.knative is not None:
             parse_release(self.knative)
         for folder in self.upstream_dirs:
@@ -129,19 +148,10 @@ class Config:
         if self.bundle is not None and not self.bundle.is_file():
             raise ConfigError(f"bundle not found: {self.bundle}",
                               resolution="pass --bundle with the file made by `hybrid-knative bundle create`")
-        if not 0.001 <= self.poll_interval <= 60:
-            raise ConfigError(f"poll interval must be between 0.001 and 60 seconds, got {self.poll_interval:g}")
-        if not 1 <= self.wait_timeout <= 24 * 3600:
-            raise ConfigError(
-                f"--timeout must be between 1 and 86400 seconds, got {self.wait_timeout:g}",
-            )
         self._validate_dns()
         self._validate_platform()
 
     def _validate_dns(self) -> None:
-        from hybrid_knative.dns.names import DOMAIN_MODES, parse_ip, validate_domain
-        from hybrid_knative.dns.resolve import split_server
-
         if self.domain_mode not in DOMAIN_MODES:
             raise ConfigError(f"unknown --domain-mode {self.domain_mode!r}",
                               resolution=f"use one of: {', '.join(DOMAIN_MODES)}")
@@ -164,19 +174,20 @@ class Config:
             raise ConfigError(f"--broker-namespace {self.broker_namespace!r} is not a valid namespace name",
                               resolution="use an RFC 1123 label: lower-case letters, digits and '-', "
                               "starting and ending with a letter or digit, at most 63 characters")
-        if self.gpu not in ("auto", "amd", "nvidia", "none"):
-            raise ConfigError(f"unknown --gpu {self.gpu!r}", resolution="use one of: auto, amd, nvidia, none")
+        if self.gpu not in GPU_MODES:
+            raise ConfigError(f"unknown --gpu {self.gpu!r}", resolution=f"use one of: {', '.join(GPU_MODES)}")
+        if self.ingress_mode not in INGRESS_MODES:
+            raise ConfigError(f"unknown ingress mode {self.ingress_mode!r}",
+                              resolution=f"use one of: {', '.join(INGRESS_MODES)}")
+        if self.ingress_mode == "loadbalancer" and self.domain_mode == "local":
+            raise ConfigError("a load-balancer ingress needs a public domain",
+                              resolution="use --domain-mode custom (your wildcard domain) or magic")
         if self.profile not in PROFILES:
             raise ConfigError(f"unknown profile {self.profile!r}", resolution=f"choose one of: {', '.join(PROFILES)}")
+        for extra in self.extras:
+            if extra not in EXTRAS:
+                raise ConfigError(f"unknown --with {extra!r}", resolution=f"choose from: {', '.join(EXTRAS)}")
 
-    @property
-    def effective_kubeconfig(self) -> Path:
-        return self.kubeconfig if self.kubeconfig is not None else self.snap.kubeconfig
-
-    @property
-    def effective_state_dir(self) -> Path:
-        return self.state_dir if self.state_dir is not None else self.snap.state_dir
-
-    @property
-    def effective_marker(self) -> Path:
-        return self.marker if self.marker is not None else self.snap.marker
+    def has(self, extra: Extra) -> bool:
+        """Whether ``--with extra`` was given (``ml-gridfs`` implies ``ml``)."""
+        return extra in self.extras or (extra == "ml" and "ml-gridfs" in self.extras)

@@ -16,7 +16,7 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-from hybrid_knative import smoke
+from hybrid_knative import components, smoke
 from hybrid_knative.catalog import load_catalog
 from hybrid_knative.dns import ingress
 from hybrid_knative.dns.check import DnsCheck
@@ -31,8 +31,6 @@ from hybrid_knative.system.http import HostProbes
 KOURIER_CLASS = "kourier.ingress.networking.knative.dev"
 SKIP_TAG_KEY = "registries-skipping-tag-resolving"
 UNREACHABLE_DOMAINS = ("svc.cluster.local", "example.com")
-PLATFORM_NAMESPACES = {"knative-serving": "Knative Serving", "kourier-system": "Kourier gateway",
-                       "knative-eventing": "Knative Eventing"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -401,10 +399,12 @@ def _version_skew(kube: KubeApi) -> list[Finding]:
 def diagnose_platform(kube: KubeApi) -> Report:
     """No service named: are the components healthy, the ingress class set, the domain configured?"""
     findings: list[Finding] = [*_version_skew(kube)]
-    for namespace, title in PLATFORM_NAMESPACES.items():
+    registered = components.ordered(components.all_components())  # their namespaces and webhooks
+    for check in (n for c in registered for n in c.namespaces):
+        namespace, title = check.namespace, check.title
         deployments = kube.list("apps/v1", "Deployment", namespace=namespace)
         if not deployments:
-            if namespace != "knative-eventing":
+            if check.required:
                 findings.append(Finding(f"{namespace}", False, f"{title} is not installed.",
                                         f"no Deployments in namespace {namespace}",
                                         "Run `sudo microk8s enable hybrid-knative`."))
@@ -418,7 +418,7 @@ def diagnose_platform(kube: KubeApi) -> Report:
                                 "Deployments Available.", "; ".join(bad) or "all Available",
                                 "" if not bad else f"See `microk8s kubectl -n {namespace} get pods` and describe the "
                                 "failing pods (image pulls, resources)."))
-    for namespace, service in (("knative-serving", "webhook"), ("knative-eventing", "eventing-webhook")):
+    for namespace, service in ((w.namespace, w.service) for c in registered for w in c.webhooks):
         if kube.get(ObjectRef("v1", "Service", namespace, service)) is None:
             continue
         reason = service_endpoints_ready(kube, namespace, service)()

@@ -7,6 +7,10 @@ Writes the status the real Knative controllers write (field names, condition typ
   ``config-network``'s ``domain-template`` (default ``{{.Name}}.{{.Namespace}}.{{.Domain}}``), as
   Knative's route controller does. ``failing[name] = (reason, message)`` makes the Revision fail
   with that reason, and the KService report ``RevisionMissing`` like Knative does.
+* The Revision's Deployment ``NAME-00001-deployment`` (user-container + queue-proxy, Knative's labels),
+  scaled to zero like an idle Revision; a failing Revision (unless its image could not be resolved,
+  when Knative creates no Deployment) keeps one pod whose queue-proxy readiness probe fails
+  (the kubelet's ``Unhealthy`` event: "Readiness probe failed: HTTP probe failed with statuscode: 503").
 * Broker (eventing.knative.dev/v1) → Ready with its ingress address once the MT broker and
   in-memory channel Deployments are Available.
 
@@ -23,6 +27,7 @@ from typing import Any
 from tests.harness.emulator import FakeController, Store
 
 SERVING = "serving.knative.dev/v1"
+QUEUE_PROXY_IMAGE = "gcr.io/knative-releases/knative.dev/serving/cmd/queue:v1.23.0"
 EVENTING = "eventing.knative.dev/v1"
 BROKER_DEPLOYMENTS = ("mt-broker-controller", "mt-broker-ingress", "mt-broker-filter", "imc-controller",
                       "imc-dispatcher")
@@ -39,7 +44,7 @@ def _cond(type_: str, status: str = "True", reason: str | None = None, message: 
 
 
 def _available(store: Store, namespace: str, name: str) -> bool:
-    dep = store.get("apps/v1", "deployments", name, namespace)
+    dep = store.peek("apps/v1", "deployments", name, namespace)
     for cond in ((dep or {}).get("status") or {}).get("conditions") or []:
         if cond.get("type") == "Available":
             return cond.get("status") == "True"
@@ -51,10 +56,10 @@ def _unprocessed(obj: dict[str, Any]) -> bool:
 
 
 def knative_url_host(store: Store, name: str, namespace: str) -> str:
-    domain_cm = store.get("v1", "configmaps", "config-domain", "knative-serving") or {}
+    domain_cm = store.peek("v1", "configmaps", "config-domain", "knative-serving") or {}
     domains = [k for k in (domain_cm.get("data") or {}) if k != "_example"]
     domain = domains[0] if domains else "svc.cluster.local"
-    network = store.get("v1", "configmaps", "config-network", "knative-serving") or {}
+    network = store.peek("v1", "configmaps", "config-network", "knative-serving") or {}
     template = (network.get("data") or {}).get("domain-template") or "{{.Name}}.{{.Namespace}}.{{.Domain}}"
     values = {"Name": name, "Namespace": namespace, "Domain": domain}
     return re.sub(r"\{\{\s*\.(\w+)\s*\}\}", lambda m: values.get(m.group(1), ""), template)
@@ -64,14 +69,15 @@ def knative_url_host(store: Store, name: str, namespace: str) -> str:
 class KnativeBehaviour:
     failing: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
     broker_never_ready: bool = False
+    controller: FakeController | None = None  # set by with_knative: failing Revisions' pods never get ready
 
     def __call__(self, store: Store) -> None:
-        if store.get("apiextensions.k8s.io/v1", "customresourcedefinitions", "services.serving.knative.dev"):
-            for ksvc in store.list(SERVING, "services"):
+        if store.peek("apiextensions.k8s.io/v1", "customresourcedefinitions", "services.serving.knative.dev"):
+            for ksvc in store.view(SERVING, "services"):
                 if _unprocessed(ksvc):
                     self._reconcile_ksvc(store, ksvc)
-        if store.get("apiextensions.k8s.io/v1", "customresourcedefinitions", "brokers.eventing.knative.dev"):
-            for broker in store.list(EVENTING, "brokers"):
+        if store.peek("apiextensions.k8s.io/v1", "customresourcedefinitions", "brokers.eventing.knative.dev"):
+            for broker in store.view(EVENTING, "brokers"):
                 if _unprocessed(broker):
                     self._reconcile_broker(store, broker)
 
@@ -98,6 +104,7 @@ class KnativeBehaviour:
             "status": {"observedGeneration": 1, "conditions": rev_conditions,
                        **({} if failure else {"actualReplicas": 0, "desiredReplicas": 0})},
         })
+        self._revision_deployment(store, ksvc, revision, template, failure)
         config_ready = ([_cond("Ready", "False", "RevisionFailed",
                                f'Revision "{revision}" failed with message: {failure[1]}.')]
                         if failure else [_cond("Ready")])
@@ -145,6 +152,37 @@ class KnativeBehaviour:
                       "traffic": [{"latestRevision": True, "percent": 100, "revisionName": revision}]}
         store.set_status(SERVING, "services", name, namespace, status)
 
+    def _revision_deployment(self, store: Store, ksvc: dict[str, Any], revision: str, template: dict[str, Any],
+                             failure: tuple[str, str] | None) -> None:
+        if failure is not None and failure[0] == "ContainerMissing":
+            return  # the image could not be resolved: Knative creates no Deployment
+        meta = ksvc["metadata"]
+        name, namespace = meta["name"], meta["namespace"]
+        rev = store.peek(SERVING, "revisions", revision, namespace) or {}
+        owner = [{"apiVersion": SERVING, "kind": "Revision", "name": revision,
+                  "uid": (rev.get("metadata") or {}).get("uid", ""), "controller": True, "blockOwnerDeletion": True}]
+        labels = {"app": revision, "serving.knative.dev/configuration": name,
+                  "serving.knative.dev/configurationGeneration": str(meta.get("generation", 1)),
+                  "serving.knative.dev/revision": revision, "serving.knative.dev/revisionUID":
+                  (rev.get("metadata") or {}).get("uid", ""), "serving.knative.dev/service": name}
+        user = [{**c, "name": c.get("name") or "user-container"} for c in (template.get("spec") or {}).get(
+            "containers") or [{"image": "unknown"}]]
+        queue = {"name": "queue-proxy", "image": QUEUE_PROXY_IMAGE,
+                 "ports": [{"name": "http-queueadm", "containerPort": 8022}, {"name": "http-usermetric",
+                                                                               "containerPort": 9091}],
+                 "readinessProbe": {"httpGet": {"port": 8012, "httpHeaders": [
+                     {"name": "K-Network-Probe", "value": "queue"}]}, "periodSeconds": 1, "timeoutSeconds": 1}}
+        deployment_name = f"{revision}-deployment"
+        store.put("apps/v1", "deployments", {
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": deployment_name, "namespace": namespace, "labels": labels, "ownerReferences": owner},
+            "spec": {"replicas": 1 if failure else 0, "selector": {"matchLabels": {"serving.knative.dev/revisionUID":
+                                                                                     labels["serving.knative.dev/revisionUID"]}},
+                     "template": {"metadata": {"labels": labels}, "spec": {"containers": [*user, queue]}}},
+        })
+        if failure is not None and self.controller is not None:
+            self.controller.never_ready.add(deployment_name)
+
     def _reconcile_broker(self, store: Store, broker: dict[str, Any]) -> None:
         meta = broker["metadata"]
         name, namespace = meta["name"], meta["namespace"]
@@ -173,4 +211,7 @@ def with_knative(controller: FakeController, behaviour: KnativeBehaviour | None 
     """Add the Knative behaviour to a FakeController (once)."""
     if not any(isinstance(h, KnativeBehaviour) for h in controller.hooks):
         controller.hooks.append(behaviour or KnativeBehaviour())
+    for hook in controller.hooks:
+        if isinstance(hook, KnativeBehaviour) and hook.controller is None:
+            hook.controller = controller
     return controller

@@ -44,7 +44,9 @@ __all__ = [
     "crd_version_schema",
     "image_errors",
     "image_reference_problem",
+    "kserve_crds",
     "supported_kube_versions",
+    "training_operator_crds",
 ]
 
 _SCHEMA_ROOT = Path(kubernetes_validate.__file__).resolve().parent / "kubernetes-json-schema"
@@ -498,6 +500,14 @@ def _images(obj: dict) -> Iterator[tuple[str, Any]]:
     elif group in ("", "apps", "batch") and kind in _POD_SPEC_PATHS:
         path = _POD_SPEC_PATHS[kind]
         yield from _pod_spec_images(_dig(obj, path), path)
+    elif group == "serving.kserve.io" and kind in ("ClusterServingRuntime", "ServingRuntime"):
+        yield from _pod_spec_images(obj.get("spec"), ("spec",))
+    elif group == "serving.kserve.io" and kind == "ClusterStorageContainer":
+        yield _json_path(("spec", "container", "image")), _dig(obj, ("spec", "container", "image"))
+    elif group == "kubeflow.org" and kind.endswith("Job"):
+        for role, replica in (_dig(obj, ("spec", f"{kind[:-3].lower()}ReplicaSpecs")) or {}).items():
+            path = ("spec", f"{kind[:-3].lower()}ReplicaSpecs", role, "template", "spec")
+            yield from _pod_spec_images(_dig(replica, ("template", "spec")), path)
     elif group == "caching.internal.knative.dev" and kind == "Image":
         yield _json_path(("spec", "image")), _dig(obj, ("spec", "image"))
     elif group == "" and kind == "ConfigMap" and _dig(obj, ("metadata", "name")) == "config-deployment":
@@ -516,3 +526,39 @@ def image_errors(obj: dict) -> list[str]:
         for path, image in _images(obj)
         if (problem := image_reference_problem(image)) is not None
     ]
+
+
+# --------------------------------------------------------------------------------------------
+# CRDs of optional components (KServe, Kubeflow Training Operator), from the vendored pinned files
+# --------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _component_crds(component: str) -> tuple[dict, ...]:
+    import yaml
+
+    from hybrid_knative.catalog import load_catalog
+    from hybrid_knative.upstream import PACKAGE_VENDOR_DIR
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    comp = load_catalog().extra_component(component)
+    docs: list[dict] = []
+    for f in comp.files.values():
+        if not f.name.endswith((".yaml", ".yml")) or "crd" not in f.name:
+            continue
+        with open(PACKAGE_VENDOR_DIR / f.path, encoding="utf-8") as fh:
+            docs += [d for d in yaml.load_all(fh, Loader=loader) if isinstance(d, dict)
+                     and d.get("kind") == "CustomResourceDefinition"]
+    if not docs:
+        raise ValueError(f"component {component} has no vendored CRD files")
+    return tuple(docs)
+
+
+def kserve_crds() -> tuple[dict, ...]:
+    """KServe v0.20.0's CRDs (InferenceService, ServingRuntime, ClusterServingRuntime, ClusterStorageContainer…)."""
+    return _component_crds("kserve")
+
+
+def training_operator_crds() -> tuple[dict, ...]:
+    """Kubeflow Training Operator v1.9.4's CRDs (PyTorchJob, TFJob, …)."""
+    return _component_crds("training-operator")

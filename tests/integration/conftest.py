@@ -10,7 +10,10 @@ import pytest
 
 from hybrid_knative.config import Config
 from tests.harness.emulator import ApiServer, FakeController
+from tests.harness.emulator.microk8s import CLUSTER_DNS_IP, NODE_IP, STOCK_COREFILE, seed_microk8s
 from tests.harness.knative import with_knative
+
+__all__ = ["CLUSTER_DNS_IP", "NODE_IP", "STOCK_COREFILE", "Cluster", "seed_microk8s"]
 
 
 @dataclasses.dataclass
@@ -40,47 +43,6 @@ class Cluster:
                 "--poll-interval", "0.001", "--timeout", "5"]
         extra = ["--offline", "--host-root", str(self.host_root), "--no-verify", "--gpu", "none"]
         return [*args, *extra] if install else args
-
-
-NODE_IP = "10.0.0.5"
-CLUSTER_DNS_IP = "10.152.183.10"
-# The Corefile `microk8s enable dns` writes (MicroK8s's dns addon, coredns.yaml)
-STOCK_COREFILE = """\
-.:53 {
-    errors
-    health {
-      lameduck 5s
-    }
-    ready
-    log . {
-      class error
-    }
-    kubernetes cluster.local in-addr.arpa ip6.arpa {
-      pods insecure
-      fallthrough in-addr.arpa ip6.arpa
-    }
-    prometheus :9153
-    forward . /etc/resolv.conf
-    cache 30
-    loop
-    reload
-    loadbalance
-}
-"""
-
-
-def seed_microk8s(server: ApiServer, *, node_ip: str = NODE_IP) -> None:
-    """What every MicroK8s cluster has before hybrid-knative: its node, CoreDNS and kube-dns (dns addon)."""
-    server.put_object("v1", "nodes", {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"},
-                                      "status": {"addresses": [{"type": "InternalIP", "address": node_ip},
-                                                               {"type": "Hostname", "address": "node-1"}]}})
-    server.put_object("v1", "configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
-                                           "metadata": {"name": "coredns", "namespace": "kube-system"},
-                                           "data": {"Corefile": STOCK_COREFILE}})
-    server.put_object("v1", "services", {"apiVersion": "v1", "kind": "Service",
-                                         "metadata": {"name": "kube-dns", "namespace": "kube-system"},
-                                         "spec": {"clusterIP": CLUSTER_DNS_IP, "ports": [
-                                             {"name": "dns", "port": 53, "protocol": "UDP"}]}})
 
 
 @pytest.fixture

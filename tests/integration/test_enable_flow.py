@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -45,6 +46,11 @@ def write_paths(cluster: Cluster) -> list[str]:
     return [f"{r.method} {r.path}" for r in cluster.server.writes()]
 
 
+def platform_writes(cluster: Cluster) -> list:  # type: ignore[type-arg]
+    """Writes other than the install record's own (ConfigMap + namespace hybrid-knative-system)."""
+    return [r for r in cluster.server.writes() if "/namespaces/hybrid-knative-system" not in r.path]
+
+
 def test_fresh_install(cluster: Cluster) -> None:
     outcome = addon.enable(cluster.config(), QUIET)
     assert outcome.release is not None and outcome.release.line == "1.23"
@@ -61,8 +67,17 @@ def test_fresh_install(cluster: Cluster) -> None:
     pdb = cluster.server.get("policy/v1", "poddisruptionbudgets", "activator-pdb", "knative-serving")
     assert pdb is not None and pdb["spec"]["maxUnavailable"] == 1 and "minAvailable" not in pdb["spec"]
 
-    applies = [r for r in cluster.server.writes() if r.content_type == "application/apply-patch+yaml"]
+    applies = [r for r in platform_writes(cluster) if r.content_type == "application/apply-patch+yaml"]
     assert len(applies) == len(objs)
+    record_writes = [r for r in cluster.server.writes() if r not in applies and r.method == "PATCH"
+                     and "/namespaces/hybrid-knative-system" in r.path]
+    steps = len(addon.render(cluster.config(), KubeVersion.parse("1.34.2"), QUIET)[1])
+    assert 2 <= len(record_writes) <= steps + 3 < len(objs)  # once per step (+ namespace, undo entries), not per object
+    stored_record = cluster.server.get("v1", "configmaps", "hybrid-knative-record", "hybrid-knative-system")
+    assert stored_record is not None and "install_serving_core" in stored_record["data"]["record.json"]
+    dep = cluster.server.get("apps/v1", "deployments", "activator", "knative-serving")
+    assert dep is not None and dep["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "hybrid-knative"
+    assert dep["metadata"]["labels"]["hybrid-knative.dev/component"] == "knative-serving"
     assert all("fieldManager=hybrid-knative" in r.query for r in applies)
     # rank order: the first writes are CRDs; within serving core, webhooks come after the Deployments
     assert all("/customresourcedefinitions/" in r.path for r in applies[:12])
@@ -73,7 +88,7 @@ def test_fresh_install(cluster: Cluster) -> None:
     assert first_webhook > last_deployment
 
     record = Record.load(record_path(cluster.state_dir, outcome.kube.server, outcome.kube.context), server="")
-    assert len(record) == len(objs)
+    assert len(record.entries) == len(objs)  # plus its undo entries (the CoreDNS block)
 
 
 def test_rerun_makes_no_writes(cluster: Cluster) -> None:
@@ -104,7 +119,7 @@ def test_disable_removes_exactly_what_enable_created(cluster: Cluster) -> None:
     assert not left
     assert not cluster.marker.exists()
     assert cluster.server.get("v1", "configmaps", "user-data", "default") is not None
-    writes = cluster.server.writes()
+    writes = platform_writes(cluster)
     # first the DNS undo: our block cut out of CoreDNS's Corefile (a patch; the ConfigMap is not ours)
     assert f"{writes[0].method} {writes[0].path}" == "PATCH /api/v1/namespaces/kube-system/configmaps/coredns"
     deletes = [r.path for r in writes[1:]]
@@ -113,10 +128,37 @@ def test_disable_removes_exactly_what_enable_created(cluster: Cluster) -> None:
     assert "webhookconfigurations" in deletes[0]  # reverse rank: webhooks first …
     assert all("/customresourcedefinitions/" in p for p in deletes[-12:])  # … CRDs last
     assert not list(cluster.state_dir.glob("record-*.json"))
+    assert cluster.server.get("v1", "namespaces", "hybrid-knative-system") is None  # the record too
     # disabling again is harmless
     cluster.server.reset_requests()
     addon.disable(cluster.config(), QUIET)
     assert cluster.server.writes() == []
+
+
+def test_disable_from_another_node_removes_everything(cluster: Cluster, tmp_path: Path) -> None:
+    """The record is in the cluster: a second control-plane node (no local state at all) disables it all."""
+    addon.enable(cluster.config(), QUIET)
+    other = cluster.config(state_dir=tmp_path / "node-2" / "state", marker=tmp_path / "node-2" / "enabled")
+    assert addon.health(other).release == "1.23"  # status from the other node sees the install too
+    addon.disable(other, QUIET)
+    assert not [str(ref_of(o)) for o in rendered_objects(cluster) if stored(cluster, o) is not None]
+    core = cluster.server.get("v1", "configmaps", "coredns", "kube-system")
+    assert core is not None and "hybrid-knative" not in core["data"]["Corefile"]
+    assert cluster.server.get("v1", "configmaps", "hybrid-knative-record", "hybrid-knative-system") is None
+    kinds = [("apps/v1", "deployments"), ("v1", "services"), ("v1", "configmaps"), ("v1", "namespaces")]
+    leftover = [o["metadata"]["name"] for api, plural in kinds for o in cluster.server.list(api, plural)
+                if (o["metadata"].get("labels") or {}).get("app.kubernetes.io/managed-by") == "hybrid-knative"]
+    assert leftover == []
+
+
+def test_a_half_applied_step_is_recorded(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(controller=FakeController(never_ready={"3scale-kourier-gateway"}))
+    with pytest.raises(DeadlineExceeded):
+        addon.enable(cluster.config(wait_timeout=1.0), QUIET)
+    stored_record = cluster.server.get("v1", "configmaps", "hybrid-knative-record", "hybrid-knative-system")
+    assert stored_record is not None and "3scale-kourier-gateway" in stored_record["data"]["record.json"]
+    addon.disable(cluster.config(), QUIET)
+    assert cluster.server.get("apps/v1", "deployments", "3scale-kourier-gateway", "kourier-system") is None
 
 
 def test_deployment_never_available_stops_with_a_clear_error(make_cluster: Callable[..., Cluster]) -> None:
@@ -129,7 +171,9 @@ def test_deployment_never_available_stops_with_a_clear_error(make_cluster: Calla
     requests = cluster.server.requests
     first_wait = next(i for i, r in enumerate(requests)
                       if r.method == "GET" and r.path.endswith("/deployments/3scale-kourier-gateway"))
-    assert not [r for r in requests[first_wait:] if r.method in ("POST", "PUT", "PATCH", "DELETE")]
+    # after the failed wait only the install record is saved (what the half-done step applied)
+    assert not [r for r in requests[first_wait:] if r.method in ("POST", "PUT", "PATCH", "DELETE")
+                and "/namespaces/hybrid-knative-system" not in r.path]
     cm = cluster.server.get("v1", "configmaps", "config-network", "knative-serving")
     assert cm is not None and "ingress-class" not in cm["data"]
     assert marker.read(cluster.marker) == marker.INCOMPLETE  # MicroK8s: disable runs
@@ -178,14 +222,26 @@ def test_server_at_1_33_gets_knative_1_21(make_cluster: Callable[..., Cluster]) 
 
 
 def test_foreign_knative_is_not_taken_over(cluster: Cluster) -> None:
+    # a Knative someone installed with `kubectl apply` (its fields owned by kubectl's field manager)
+    kubectl = "kubectl-client-side-apply"
     cluster.server.put_object("v1", "namespaces", {
-        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "knative-serving"}})
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "knative-serving"}}, manager=kubectl)
+    cluster.server.put_object("v1", "serviceaccounts", {
+        "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {
+            "name": "controller", "namespace": "knative-serving",
+            "labels": {"app.kubernetes.io/name": "knative-serving", "app.kubernetes.io/version": "1.20.0"}}},
+        manager=kubectl)
     cluster.server.reset_requests()
     with pytest.raises(ConfigError, match="not by hybrid-knative"):
         addon.enable(cluster.config(), QUIET)
     assert cluster.server.writes() == []
-    addon.enable(cluster.config(adopt=True), QUIET)
+    addon.enable(cluster.config(adopt=True), QUIET)  # server-side apply must force: kubectl owns the label
     assert cluster.marker.is_file()
+    sa = cluster.server.get("v1", "serviceaccounts", "controller", "knative-serving")
+    assert sa is not None and sa["metadata"]["labels"]["app.kubernetes.io/version"] == "1.23.0"
+    owned = {e["manager"]: e["fieldsV1"]["f:metadata"].get("f:labels", {}) for e in sa["metadata"]["managedFields"]}
+    assert "f:app.kubernetes.io/version" in owned["hybrid-knative"]
+    assert "f:app.kubernetes.io/version" not in owned.get(kubectl, {})
 
 
 def test_health_after_enable(cluster: Cluster) -> None:

@@ -99,7 +99,9 @@ def test_eventing_install_rerun_and_disable(cluster: Cluster) -> None:
     assert cluster.server.list("apps/v1", "deployments", "knative-eventing") == []
     assert cluster.server.get("apiextensions.k8s.io/v1", "customresourcedefinitions",
                               "brokers.eventing.knative.dev") is None
-    assert cluster.server.get("v1", "namespaces", "default") is None  # never created (system namespace)
+    default_ns = cluster.server.get("v1", "namespaces", "default")  # a system namespace: never applied, kept
+    assert default_ns is not None and "deletionTimestamp" not in default_ns["metadata"]
+    assert not default_ns["metadata"].get("managedFields")
 
 
 def test_broker_in_a_new_namespace_is_created_and_removed(cluster: Cluster) -> None:

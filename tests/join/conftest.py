@@ -97,7 +97,10 @@ class World:
         argv = self.lan.cmd(host, [*CLI, "hub", "start", "--state-dir", str(state_dir), "--listen", ip,
                                    "--port", str(port), "--advertise", ip, "--cluster-name", name,
                                    "--kubeconfig", str(self.kubeconfig), "--microk8s", FAKE_MICROK8S,
-                                   "--poll-interval", "0.05", "--rate", "200", "--burst", "400", *extra])
+                                   "--poll-interval", "0.05", "--rate", "200", "--burst", "400",
+                                   "--max-per-source", "64",  # the 50-device swarm shares one address
+                                   "--cluster-tokens-file", str(self.fake_dir / "credentials" / "cluster-tokens.txt"),
+                                   *extra])
         proc = Proc(argv, env=base_env(self.fake_dir))
         self.procs.append(proc)
         proc.wait_for("hub listening")

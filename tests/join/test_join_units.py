@@ -189,8 +189,8 @@ def test_token_create_writes_a_launch_configuration(tmp_path: Path) -> None:
     assert labels == {"site": "fleet", "hybrid-knative.io/edge": "true", "hybrid-knative.io/token": e.token.token_id}
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     # the cluster token was issued for the token's lifetime (reusable until it expires, for a fleet)
-    issued = list((tmp_path / "mk8s" / "tokens").iterdir())
-    assert len(issued) == 1 and float(issued[0].read_text()) > 0
+    issued = (tmp_path / "mk8s" / "credentials" / "cluster-tokens.txt").read_text().splitlines()
+    assert len(issued) == 1 and float(issued[0].split("|")[1]) > 0
 
 
 def test_token_create_refuses_bad_input_and_touches_nothing(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import ConfigMap, Namespace, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.types import PatchType
-from tests.harness.emulator import ApiServer, FakeController, RecordedRequest, Store
+from tests.harness.emulator import DEFAULT_NAMESPACES, ApiServer, FakeController, RecordedRequest, Store
 
 NS = "knative-serving"
 CRD_NAME = "services.serving.knative.dev"
@@ -53,7 +53,7 @@ def make_client(api: ApiServer, tmp_path: Path) -> lightkube.Client:
 
 @pytest.fixture
 def api() -> Iterator[ApiServer]:
-    with ApiServer() as server:
+    with ApiServer(namespaces=[NS]) as server:
         yield server
 
 
@@ -149,7 +149,7 @@ def test_kubeconfig_is_loadable_by_lightkube(api: ApiServer, tmp_path: Path) -> 
 
 
 def test_version_endpoints() -> None:
-    with ApiServer() as api:
+    with ApiServer(namespaces=[NS]) as api:
         for path in ("/version", "/version/"):
             status, content_type, body = call(api, "GET", path)
             assert (status, content_type) == (200, "application/json")
@@ -216,11 +216,15 @@ def test_apply_status_codes_over_raw_http(api: ApiServer) -> None:
     assert (status, error["reason"]) == (400, "BadRequest")
 
 
-def test_reapply_merges_and_tracks_resource_versions(api: ApiServer, client: lightkube.Client) -> None:
+def test_reapply_merges_and_tracks_resource_versions(
+    api: ApiServer, client: lightkube.Client, connect: Connect
+) -> None:
     first = client.apply(configmap("cfg", labels={"app": "x"}, a="1"))
+    # another manager's fields are kept; the fields this manager stopped applying are removed
+    connect(api).apply(configmap("cfg", c="3"), field_manager="other")
     second = client.apply(configmap("cfg", b="2"))
-    assert second.data == {"a": "1", "b": "2"}
-    assert second.metadata.labels == {"app": "x"}
+    assert second.data == {"b": "2", "c": "3"}
+    assert second.metadata.labels is None
     assert second.metadata.uid == first.metadata.uid
     assert int(second.metadata.resourceVersion) > int(first.metadata.resourceVersion)
     third = client.apply(configmap("cfg", b="2"))  # a no-op: the resourceVersion stays
@@ -308,10 +312,17 @@ def test_namespaces_and_cascading_deletion(api: ApiServer, client: lightkube.Cli
     assert ns.metadata.namespace is None
     assert ns.metadata.labels == {"kubernetes.io/metadata.name": "team"}
     assert ns.status.phase == "Active"
-    assert [n.metadata.name for n in client.list(Namespace)] == ["team"]
+    assert [n.metadata.name for n in client.list(Namespace)] == sorted(["team", NS, *DEFAULT_NAMESPACES])
+    client.create(Namespace(metadata=ObjectMeta(name="other")))
     client.apply(configmap("cfg", namespace="team", a="1"))
     client.apply(configmap("cfg", namespace="other", a="1"))
     client.delete(Namespace, "team")
+    terminating = api.get("v1", "namespaces", "team")  # Terminating until the namespace controller ran
+    assert terminating is not None and terminating["status"]["phase"] == "Terminating"
+    assert terminating["spec"]["finalizers"] == ["kubernetes"] and terminating["metadata"]["deletionTimestamp"]
+    with pytest.raises(lightkube.ApiError) as err:  # the controllers run before each request is served
+        client.get(Namespace, "team")
+    assert err.value.status.code == 404
     assert api.get("v1", "namespaces", "team") is None
     assert api.get("v1", "configmaps", "cfg", "team") is None
     assert api.get("v1", "configmaps", "cfg", "other") is not None
@@ -321,6 +332,7 @@ def test_lists_have_kind_and_support_selectors(api: ApiServer, client: lightkube
     client.apply(configmap("a1", labels={"app": "a", "tier": "web"}))
     client.apply(configmap("a2", labels={"app": "a", "tier": "db"}))
     client.apply(configmap("b1", labels={"app": "b"}))
+    client.create(Namespace(metadata=ObjectMeta(name="elsewhere")))
     client.apply(configmap("c1", namespace="elsewhere", labels={"app": "a"}))
 
     status, _, body = call(api, "GET", f"/api/v1/namespaces/{NS}/configmaps")
@@ -455,7 +467,7 @@ def test_direct_state_access(api: ApiServer, client: lightkube.Client) -> None:
 
 
 def test_seeding_before_start_survives(connect: Connect) -> None:
-    api = ApiServer()
+    api = ApiServer(namespaces=[NS])
     api.put_object("v1", "configmaps", configmap("seed", a="1").to_dict())
     with api:
         client = connect(api)
@@ -469,7 +481,7 @@ def test_seeding_before_start_survives(connect: Connect) -> None:
 
 
 def test_controller_establishes_crds(connect: Connect) -> None:
-    with ApiServer(controller=FakeController()) as api:
+    with ApiServer(namespaces=[NS], controller=FakeController()) as api:
         client = connect(api)
         client.apply(CustomResourceDefinition.from_dict(crd()))
         established = client.wait(CustomResourceDefinition, CRD_NAME, for_conditions=["Established"])
@@ -484,7 +496,7 @@ def test_controller_establishes_crds(connect: Connect) -> None:
 
 
 def test_never_ready_crd_is_not_established_nor_served(connect: Connect) -> None:
-    with ApiServer(controller=FakeController(never_ready={CRD_NAME})) as api:
+    with ApiServer(namespaces=[NS], controller=FakeController(never_ready={CRD_NAME})) as api:
         client = connect(api)
         client.apply(CustomResourceDefinition.from_dict(crd()))
         got = client.get(CustomResourceDefinition, CRD_NAME)
@@ -496,7 +508,7 @@ def test_never_ready_crd_is_not_established_nor_served(connect: Connect) -> None
 
 
 def test_deployment_becomes_available_after_reads(connect: Connect) -> None:
-    with ApiServer(controller=FakeController(ready_after_reads={"webhook": 2})) as api:
+    with ApiServer(namespaces=[NS], controller=FakeController(ready_after_reads={"webhook": 2})) as api:
         client = connect(api)
         client.apply(deployment("webhook", {"app": "webhook"}, replicas=2))
         client.apply(deployment("other", {"app": "other"}))
@@ -522,7 +534,7 @@ def test_deployment_becomes_available_after_reads(connect: Connect) -> None:
 
 
 def test_never_ready_deployment(connect: Connect) -> None:
-    with ApiServer(controller=FakeController(never_ready={"webhook"})) as api:
+    with ApiServer(namespaces=[NS], controller=FakeController(never_ready={"webhook"})) as api:
         client = connect(api)
         client.apply(deployment("webhook", {"app": "webhook"}))
         for _ in range(5):
@@ -536,7 +548,7 @@ def test_never_ready_deployment(connect: Connect) -> None:
 
 
 def test_endpointslices_appear_after_lists(connect: Connect) -> None:
-    with ApiServer(controller=FakeController(endpoints_after_lists=2)) as api:
+    with ApiServer(namespaces=[NS], controller=FakeController(endpoints_after_lists=2)) as api:
         client = connect(api)
         client.apply(deployment("webhook", {"app": "webhook", "role": "wh"}))
         client.apply(service("webhook", {"app": "webhook"}))
@@ -566,7 +578,7 @@ def test_endpointslices_appear_after_lists(connect: Connect) -> None:
 
 
 def test_endpointslices_wait_for_a_ready_deployment(connect: Connect) -> None:
-    with ApiServer(controller=FakeController(ready_after_reads={"webhook": 1})) as api:
+    with ApiServer(namespaces=[NS], controller=FakeController(ready_after_reads={"webhook": 1})) as api:
         client = connect(api)
         client.apply(deployment("webhook", {"app": "webhook"}))
         client.apply(service("webhook", {"app": "webhook"}))
@@ -586,7 +598,7 @@ def test_controller_hooks(connect: Connect) -> None:
             store.put("v1", "configmaps", configmap("made-by-hook", a="1").to_dict())
 
     controller = FakeController(hooks=[hook])
-    with ApiServer(controller=controller) as api:
+    with ApiServer(namespaces=[NS], controller=controller) as api:
         client = connect(api)
         assert client.get(ConfigMap, "made-by-hook", namespace=NS).data == {"a": "1"}
         list(client.list(ConfigMap, namespace=NS))
@@ -599,7 +611,7 @@ def test_emulator_errors_fail_loudly(connect: Connect) -> None:
     def broken(store: Store) -> None:
         raise ZeroDivisionError("boom")
 
-    server = ApiServer(controller=FakeController(hooks=[broken]))
+    server = ApiServer(namespaces=[NS], controller=FakeController(hooks=[broken]))
     with pytest.raises(RuntimeError, match="ZeroDivisionError"), server as api:
         client = connect(api)
         with pytest.raises(lightkube.ApiError) as exc:

@@ -14,10 +14,11 @@ from hybrid_knative.airgap import oci
 from hybrid_knative.airgap.bundle import BundleImage, Unpacked
 from hybrid_knative.airgap.images import ImageRef
 from hybrid_knative.config import SnapPaths
-from hybrid_knative.errors import ConfigError
+from hybrid_knative.errors import ConfigError, IntegrityError
 from hybrid_knative.progress import Status
 from hybrid_knative.system import microk8s
 from hybrid_knative.system.files import atomic_write
+from hybrid_knative.system.registry import Skopeo
 from hybrid_knative.system.runner import Runner
 
 MIRRORED_REGISTRIES = {  # registry -> its real server (containerd's `server`, used when the mirror lacks an image)
@@ -78,13 +79,33 @@ def _load_done(path: Path) -> dict[str, str]:
     try:
         doc = json.loads(path.read_text())
         return {str(k): str(v) for k, v in doc.get("done", {}).items()}
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return {}
+
+
+def _tags_path(state_dir: Path) -> Path:
+    return state_dir / "airgap" / "tags.json"
+
+
+def check_tags(unpacked: Unpacked, state_dir: Path) -> dict[str, str]:
+    """A tag this site imported before must still name the same digest: a bundle whose tag now points
+    elsewhere (a swapped image under a fixed tag) is refused before anything is imported."""
+    path = _tags_path(state_dir)
+    known = _load_done(path)
+    for image in unpacked.manifest.images:
+        before = known.get(image.name)
+        if before is not None and before != image.digest:
+            raise IntegrityError(f"image {image.name} is not the image this site imported under that tag",
+                                 details=f"imported before: {before}\nthis bundle:     {image.digest}",
+                                 resolution="a fixed tag must never change: get the image by its recorded digest, "
+                                 f"or, if the new digest is intended, remove its line from {path}")
+    return known
 
 
 def import_images(unpacked: Unpacked, target: Target, *, runner: Runner, status: Status,
                   state_dir: Path) -> ImportReport:
     state = _state_path(state_dir, unpacked, target)
+    tags = check_tags(unpacked, state_dir)
     done = _load_done(state)
     images = unpacked.manifest.images
     imported: list[str] = []
@@ -101,6 +122,9 @@ def import_images(unpacked: Unpacked, target: Target, *, runner: Runner, status:
             _import_one(unpacked, image, target, runner)
             done[image.name] = image.digest
             atomic_write(state, json.dumps({"done": done}, indent=1, sort_keys=True))
+            if tags.get(image.name) != image.digest:
+                tags[image.name] = image.digest
+                atomic_write(_tags_path(state_dir), json.dumps({"done": tags}, indent=1, sort_keys=True))
             imported.append(image.name)
             status.detail(f"imported {image.name}")
     hosts: list[Path] = []
@@ -121,8 +145,7 @@ def _import_one(unpacked: Unpacked, image: BundleImage, target: Target, runner: 
         ref = ImageRef.parse(image.name)
         tag = ref.digest.replace(":", "-") if ref.digest else ref.tag
         dest = f"docker://{target.mirror}/{ref.path}:{tag}"
-        runner.run(["skopeo", "copy", "--quiet", "--all", "--preserve-digests", "--dest-tls-verify=false",
-                    f"oci:{unpacked.layout}:{image.ref_name}", dest], timeout=3600)
+        Skopeo(runner).copy(f"oci:{unpacked.layout}:{image.ref_name}", dest, dest_tls_verify=False)
         return
     with tempfile.TemporaryDirectory(prefix=".import-", dir=unpacked.root.parent) as tmp:
         archive = Path(tmp) / "image.tar"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tarfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -18,6 +19,17 @@ REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
 
 Reader = Callable[[str], bytes]  # digest -> blob bytes
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+MAX_BLOBS = 100_000  # blobs reachable from one image (real images: tens)
+
+
+def descriptor(value: Any, *, what: str) -> dict[str, Any]:
+    """An OCI descriptor: an object with a ``sha256:<hex>`` digest (anything else is refused, naming it)."""
+    if not isinstance(value, dict) or not isinstance(value.get("digest"), str) or not DIGEST.fullmatch(value["digest"]):
+        raise IntegrityError(f"{what}: a descriptor is malformed (expected an object with a sha256 digest)")
+    if "mediaType" in value and not isinstance(value["mediaType"], str):
+        raise IntegrityError(f"{what}: descriptor {value['digest']} has a malformed mediaType")
+    return value
 
 
 def blob_path(digest: str) -> str:
@@ -33,26 +45,38 @@ def children(raw: bytes, mtype: str, *, what: str) -> tuple[list[dict[str, Any]]
     """The descriptors a manifest or index points to, and whether it is an index."""
     try:
         doc = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise IntegrityError(f"{what} is not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise IntegrityError(f"{what} is not a JSON object")
     kind = media_type(doc, mtype)
     if kind in INDEX_TYPES or ("manifests" in doc and "layers" not in doc):
-        return list(doc.get("manifests") or []), True
+        kids = doc.get("manifests") or []
+        if not isinstance(kids, list):
+            raise IntegrityError(f"{what}: manifests is not a list")
+        return [descriptor(k, what=what) for k in kids], True
     if kind in MANIFEST_TYPES or "layers" in doc:
-        return [doc["config"], *(doc.get("layers") or [])], False
-    raise IntegrityError(f"{what} has an unknown media type {kind!r}")
+        layers = doc.get("layers") or []
+        if not isinstance(layers, list):
+            raise IntegrityError(f"{what}: layers is not a list")
+        return [descriptor(k, what=what) for k in (doc.get("config"), *layers)], False
+    raise IntegrityError(f"{what} has an unknown media type {str(kind)[:100]!r}")
 
 
 def reachable(top: dict[str, Any], read: Reader, *, what: str) -> tuple[list[str], list[str]]:
     """(manifest/index digests, every blob digest) reachable from a descriptor (all platforms)."""
     manifests: list[str] = []
     blobs: list[str] = []
-    pending = [top]
+    pending = [descriptor(top, what=what)]
+    seen: set[str] = set()
     while pending:
         desc = pending.pop()
         digest = str(desc["digest"])
-        if digest in blobs:
+        if digest in seen:
             continue
+        if len(seen) >= MAX_BLOBS:
+            raise IntegrityError(f"{what} references more than {MAX_BLOBS} blobs")
+        seen.add(digest)
         blobs.append(digest)
         mtype = str(desc.get("mediaType", ""))
         if mtype in INDEX_TYPES or mtype in MANIFEST_TYPES:
@@ -64,18 +88,27 @@ def reachable(top: dict[str, Any], read: Reader, *, what: str) -> tuple[list[str
 
 def platforms(top: dict[str, Any], read: Reader, *, what: str) -> dict[str, str]:
     """``os/arch[/variant]`` -> manifest digest for an index, or the one platform of a single manifest."""
-    mtype = str(top.get("mediaType", ""))
+    mtype = str(descriptor(top, what=what).get("mediaType", ""))
     kids, is_index = children(read(str(top["digest"])), mtype, what=what)
     out: dict[str, str] = {}
     if is_index:
         for kid in kids:
             plat = kid.get("platform") or {}
+            if not isinstance(plat, dict) or not all(isinstance(plat.get(k, ""), str)
+                                                     for k in ("os", "architecture", "variant")):
+                raise IntegrityError(f"{what}: manifest {kid['digest']} has a malformed platform")
             if plat.get("os") == "unknown" or plat.get("architecture") == "unknown":
                 continue  # attestation manifests (buildkit) carry no image
             key = "/".join(p for p in (plat.get("os"), plat.get("architecture"), plat.get("variant")) if p)
             out[key] = str(kid["digest"])
         return out
-    config = json.loads(read(str(kids[0]["digest"])))
+    try:
+        config = json.loads(read(str(kids[0]["digest"])))
+    except (ValueError, RecursionError):
+        raise IntegrityError(f"{what}: its config is not valid JSON") from None
+    if not isinstance(config, dict) or not all(isinstance(config.get(k, ""), str)
+                                               for k in ("os", "architecture", "variant")):
+        raise IntegrityError(f"{what}: its config is malformed")
     key = "/".join(p for p in (config.get("os"), config.get("architecture"), config.get("variant")) if p)
     return {key: str(top["digest"])}
 

@@ -16,10 +16,9 @@ NOT_FOR_MICROK8S = ("--kubeconfig", "--context", "--state-dir")
 DEFAULT_REPO_COPY = Path("/var/lib/hybrid-knative/addon-repo")
 
 
-def check_enable_args(args: tuple[str, ...]) -> tuple[str, ...]:
-    """Validate the pass-through flags with the `enable` command's own parser (nothing runs)."""
-    from hybrid_knative.cli.main import cli  # the enable command; imported late (main imports this module)
-
+def check_enable_args(args: tuple[str, ...], ctx: click.Context) -> tuple[str, ...]:
+    """Validate the pass-through flags with the `enable` command's own parser (nothing runs); the enable
+    command is the sibling of this one in the parent group (no import of cli.main: it imports us)."""
     for arg in args:
         name = arg.split("=", 1)[0]
         if name in NOT_FOR_MICROK8S:
@@ -28,7 +27,10 @@ def check_enable_args(args: tuple[str, ...]) -> tuple[str, ...]:
                               "use `hybrid-knative enable` for another cluster")
         if name in ("-h", "--help", "--usage"):
             raise ConfigError(f"{name} is not an enable flag", resolution="see `hybrid-knative enable --help`")
-    command = cli.commands["enable"]
+    group = ctx.parent.command if ctx.parent is not None else None
+    command = group.commands.get("enable") if isinstance(group, click.Group) else None
+    if command is None:
+        raise ConfigError("bootstrap must run as `hybrid-knative bootstrap`", resolution="see `hybrid-knative --help`")
     try:
         command.make_context("enable", list(args), resilient_parsing=False)
     except click.UsageError as exc:
@@ -69,7 +71,7 @@ def bootstrap(ctx: click.Context, verbose: int, quiet: bool, channel: boot.Chann
     Any other flag is an enable flag and goes to `microk8s enable hybrid-knative`, e.g.:
       sudo hybrid-knative bootstrap --channel 1.35/stable --knative 1.23
     """
-    enable_args = check_enable_args(tuple(ctx.args))
+    enable_args = check_enable_args(tuple(ctx.args), ctx)
     snap = os.environ.get("SNAP")
     if addon_repo is None:
         if not snap:

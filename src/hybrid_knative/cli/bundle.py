@@ -2,32 +2,26 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shlex
-from collections.abc import Sequence
+import shutil
 from pathlib import Path
+from typing import Any
 
 import click
 
-from hybrid_knative import addon
 from hybrid_knative.airgap import bundle as bundle_mod
-from hybrid_knative.airgap.images import ImageRef, images_in, parse_image_list, unlisted
+from hybrid_knative.airgap import signing
 from hybrid_knative.airgap.importer import Target, import_images
-from hybrid_knative.catalog import ComponentVersion, Release, UpstreamFile, load_catalog
+from hybrid_knative.catalog import load_catalog
 from hybrid_knative.cli.common import handle_errors, make_status, release_option, verbosity_options
 from hybrid_knative.config import Config, SnapPaths
-from hybrid_knative.errors import ConfigError, PermanentError
-from hybrid_knative.install import gpu as gpu_install
-from hybrid_knative.install.context import RenderContext
-from hybrid_knative.install.render import load_documents
-from hybrid_knative.kube.objects import Manifest
-from hybrid_knative.progress import Status
+from hybrid_knative.errors import ConfigError
+from hybrid_knative.install.bundle import BundleContents, bundle_contents, bundle_options
 from hybrid_knative.system.runner import Runner
 from hybrid_knative.upstream import PACKAGE_VENDOR_DIR, UpstreamStore, http_fetch
 
-# `--with NAME` -> the extra catalog component whose upstream files bring its images
-WITH_COMPONENTS = {"gpu": gpu_install.COMPONENT}
+__all__ = ["BundleContents", "bundle", "bundle_contents"]
 
 
 def _state_dir() -> Path:
@@ -52,90 +46,13 @@ def bundle() -> None:
     """
 
 
-def derive_images(config: Config, status: Status) -> tuple[list[ImageRef], Release]:
-    """Every image the rendered objects of ``config`` reference (all steps), checked complete."""
-    catalog = load_catalog()
-    release, rendered = addon.render(config, catalog.max_tested_kubernetes, status)
-    objs = [o for r in rendered for o in r.objects]
-    found = images_in(objs)
-    missing = unlisted(objs, found)
-    if missing:  # cannot happen unless images_in and unlisted disagree; never ship an incomplete bundle
-        raise PermanentError("the image list misses images the rendered objects use",
-                             details="\n".join(f"{w}: {i}" for w, i in missing))
-    return found, release
-
-
-@dataclasses.dataclass(frozen=True)
-class BundleContents:
-    """What `bundle create` puts in a bundle: the images to pull and the pinned upstream files."""
-
-    release: Release
-    images: tuple[ImageRef, ...]  # sorted, de-duplicated
-    files: tuple[UpstreamFile, ...]
-    components: dict[str, str]  # component -> version (recorded in bundle.json)
-    only_on: dict[ImageRef, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # arch-pinned images
-
-
-def extra_objects(comp: ComponentVersion, rc: RenderContext) -> list[Manifest]:
-    """The objects of an optional component, as `enable` would render them."""
-    if comp.component == gpu_install.COMPONENT:  # tags pinned from the Helm values (the raw manifests float)
-        return gpu_install.render_device_plugin(rc)
-    out: list[Manifest] = []
-    for f in comp.files.values():
-        if f.path.endswith((".yaml", ".yml")):
-            out += load_documents(rc.store.read_text(f), source=f.path)
-    return out
-
-
-def arch_pinned(objs: Sequence[Manifest]) -> dict[ImageRef, tuple[str, ...]]:
-    """Images of pods that a ``kubernetes.io/arch`` node selector keeps on one architecture."""
-    out: dict[ImageRef, tuple[str, ...]] = {}
-    for obj in objs:
-        pod = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
-        arch = (pod.get("nodeSelector") or {}).get("kubernetes.io/arch")
-        if isinstance(arch, str):
-            out.update({image: (arch,) for image in images_in([obj])})
-    return out
-
-
-def bundle_contents(config: Config, extras: Sequence[str] = (), *, store: UpstreamStore, status: Status,
-                    images_from: Path | None = None) -> BundleContents:
-    """The image list (derived from the rendered objects + MicroK8s's own + ``--with`` extras, or exactly
-    ``images_from``) and the upstream files of ``config``'s release, MicroK8s and the extras."""
-    unknown = [name for name in extras if name not in WITH_COMPONENTS]
-    if unknown:
-        raise ConfigError(f"unknown --with {unknown[0]!r}",
-                          resolution=f"choose from {', '.join(sorted(WITH_COMPONENTS))}")
-    if images_from is not None and not images_from.is_file():
-        raise ConfigError(f"image list not found: {images_from}", resolution="pass --images-from with an existing file")
-    catalog = load_catalog()
-    extra_comps = [catalog.extra_component(WITH_COMPONENTS[name]) for name in dict.fromkeys(extras)]
-    microk8s = catalog.extra_component("microk8s")
-    derived, release = derive_images(config, status)
-    if images_from is not None:
-        wanted = parse_image_list(images_from.read_text(), source=str(images_from))
-        only_on = {}
-    else:
-        own = parse_image_list(store.read_text(microk8s.file("images.txt")), source="microk8s/images.txt")
-        rc = RenderContext(config=config, release=release, kube_version=release.min_kubernetes, store=store)
-        objs = [o for comp in extra_comps for o in extra_objects(comp, rc)]
-        wanted = sorted({*derived, *own, *images_in(objs)}, key=str)  # key: tag or digest may be None
-        only_on = {image: arches for image, arches in arch_pinned(objs).items() if image not in {*derived, *own}}
-    files = (*(f for comp in release.components.values() for f in comp.files.values()),
-             *microk8s.files.values(), *(f for comp in extra_comps for f in comp.files.values()))
-    components = {name: c.version for name, c in release.components.items()}
-    components.update({c.component: c.version for c in (microk8s, *extra_comps)})
-    return BundleContents(release=release, images=tuple(wanted), files=files, components=components,
-                          only_on=only_on)
-
-
 @bundle.command()
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True,
               help="The bundle file to write (atomically).")
 @click.option("--arch", "arches", default="amd64,arm64", show_default=True, callback=_arches,
               help="Comma-separated architectures every image must provide.")
 @click.option("--knative", callback=release_option, help="Knative release line. Default: the newest.")
-@click.option("--with", "extras", multiple=True, type=click.Choice(sorted(WITH_COMPONENTS)),
+@click.option("--with", "extras", multiple=True, type=click.Choice(sorted(bundle_options())),
               help="Also bundle optional components' images (repeatable).")
 @click.option("--source-registry", help="Pull from this mirror instead of each image's registry "
               "(HOST[:PORT][/PREFIX]; http://HOST:PORT for plain HTTP).")
@@ -143,13 +60,22 @@ def bundle_contents(config: Config, extras: Sequence[str] = (), *, store: Upstre
               help="containers-registries.conf(5) file for skopeo (mirrors per registry).")
 @click.option("--images-from", type=click.Path(path_type=Path, dir_okay=False), hidden=True,
               help="Bundle exactly the images listed in this file (one per line) instead of the derived list.")
+@click.option("--sign-key", type=click.Path(path_type=Path, dir_okay=False),
+              help="Sign the bundle with this Ed25519 private key (`bundle keygen`; must be mode 0600).")
 @verbosity_options
 @handle_errors
 def create(verbose: int, quiet: bool, output: Path, arches: tuple[str, ...], knative: str | None,
            extras: tuple[str, ...], source_registry: str | None, registries_conf: Path | None,
-           images_from: Path | None) -> None:
-    """Pull every image (all steps, MicroK8s's own, the smoke test) into one verified bundle file."""
+           images_from: Path | None, sign_key: Path | None) -> None:
+    """Pull every image (all steps, MicroK8s's own, the smoke test) into one verified bundle file.
+
+    Tags are resolved to digests first (skopeo inspect) and images copied by digest; bundle.json records them.
+    """
     status = make_status(verbose, quiet)
+    key = signing.load_private_key(sign_key) if sign_key is not None else None
+    bundle_mod.check_output(output)  # before the (slow) rendering
+    if shutil.which("skopeo") is None:
+        raise ConfigError("skopeo is not installed", resolution="sudo apt install skopeo (the snap ships it)")
     source = bundle_mod.Source.parse(source_registry, registries_conf)
     catalog = load_catalog()
     state = _state_dir()
@@ -162,21 +88,54 @@ def create(verbose: int, quiet: bool, output: Path, arches: tuple[str, ...], kna
     release = contents.release
     manifest = bundle_mod.create(output, list(contents.images), arches=arches, upstream=upstream,
                                  knative=[release.line], components=contents.components, source=source,
-                                 runner=Runner(), status=status, only_on=contents.only_on)
+                                 runner=Runner(), status=status, only_on=contents.only_on, sign_key=key)
+    if key is not None:
+        click.echo(f"signed with key {signing.fingerprint(key.public_key())}")
     click.echo(f"{output}: Knative {release.line}, {len(manifest.images)} images for {', '.join(arches)}, "
                f"{len(manifest.files)} files, {output.stat().st_size} bytes")
 
 
+def trust_option(fn: Any) -> Any:
+    return click.option("--trust", "trust", multiple=True, type=click.Path(path_type=Path, dir_okay=False),
+                        help="Require a valid signature by this Ed25519 public key (.pub from `bundle keygen`; "
+                        "repeatable). Default: the files in $HYBRID_KNATIVE_TRUSTED_KEYS, if set.")(fn)
+
+
+def _trusted(trust: tuple[Path, ...]) -> list[signing.PublicKey] | None:
+    return [signing.load_public_key(p) for p in trust] if trust else None
+
+
+@bundle.command()
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="The private key file to write (0600); the public key goes to OUTPUT.pub.")
+@handle_errors
+def keygen(output: Path) -> None:
+    """Create an Ed25519 key pair to sign bundles with (`bundle create --sign-key`)."""
+    fp = signing.keygen(output)
+    click.echo(f"private key {output} (keep it secret), public key {output}.pub (give it to sites: --trust)")
+    click.echo(f"fingerprint {fp}")
+
+
 @bundle.command()
 @click.argument("file", type=click.Path(path_type=Path))
+@trust_option
 @verbosity_options
 @handle_errors
-def verify(verbose: int, quiet: bool, file: Path) -> None:
-    """Check every entry's sha256 and size, and that nothing is missing or extra. Exit 0 only when intact."""
+def verify(verbose: int, quiet: bool, file: Path, trust: tuple[Path, ...]) -> None:
+    """Check every entry's sha256 and size, nothing missing or extra, the upstream files against this
+    version's pinned sha256, and (with --trust) the signature. Exit 0 only when intact."""
     status = make_status(verbose, quiet)
+    report = bundle_mod.VerifyReport()
     with status.step(f"Verify {file.name}"):
-        manifest = bundle_mod.verify(file, on_entry=lambda name: status.note(name))
-    click.echo(f"{file}: OK — {len(manifest.images)} images, {len(manifest.files)} entries verified")
+        manifest = bundle_mod.verify(file, on_entry=lambda name: status.note(name), trusted=_trusted(trust),
+                                     report=report)
+    if report.signed_by and report.trusted:
+        signed = f"signed by trusted key {report.signed_by}"
+    elif report.signed_by:
+        signed = f"signed by key {report.signed_by} (NOT checked: pass --trust KEY.pub)"
+    else:
+        signed = "not signed"
+    click.echo(f"{file}: OK — {len(manifest.images)} images, {len(manifest.files)} entries verified; {signed}")
 
 
 @bundle.command()
@@ -210,10 +169,11 @@ def inspect(file: Path) -> None:
               help="containerd certs.d folder (default $SNAP_DATA/args/certs.d).")
 @click.option("--state-dir", type=click.Path(path_type=Path, file_okay=False),
               help="Where the unpacked bundle and the resume state are kept.")
+@trust_option
 @verbosity_options
 @handle_errors
 def import_(verbose: int, quiet: bool, file: Path, this_node: bool, registry_mirror: str | None,
-            ctr_command: str | None, certs_dir: Path | None, state_dir: Path | None) -> None:
+            ctr_command: str | None, certs_dir: Path | None, state_dir: Path | None, trust: tuple[Path, ...]) -> None:
     """Verify the bundle, then import its images (all platforms kept). Re-run to resume."""
     status = make_status(verbose, quiet)
     snap = SnapPaths.from_environ(dict(os.environ))
@@ -227,7 +187,7 @@ def import_(verbose: int, quiet: bool, file: Path, this_node: bool, registry_mir
         target = Target.cluster(snap)
     state = state_dir or snap.state_dir
     with status.step(f"Verify and unpack {file.name}"):
-        unpacked = bundle_mod.unpack(file, state / "bundles")
+        unpacked = bundle_mod.unpack(file, state / "bundles", trusted=_trusted(trust))
     report = import_images(unpacked, target, runner=Runner(), status=status, state_dir=state)
     click.echo(f"{len(report.imported)} images imported, {len(report.skipped)} already imported")
     if report.hosts_files:

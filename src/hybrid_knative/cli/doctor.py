@@ -9,7 +9,7 @@ import click
 
 from hybrid_knative import addon
 from hybrid_knative import doctor as diagnosis
-from hybrid_knative.cli.common import build_config, cluster_options, handle_errors, verbosity_options
+from hybrid_knative.cli.common import build_target, cluster_options, handle_errors, verbosity_options
 from hybrid_knative.dns.check import Lookup, system_lookup
 from hybrid_knative.dns.resolve import DnsClient, split_server
 from hybrid_knative.errors import ConfigError
@@ -60,7 +60,7 @@ def doctor(verbose: int, quiet: bool, ksvc: str | None, namespace: str, no_pod_c
     the evidence and the fix. For a Ready service it checks its host name resolves from this host
     and from a pod. Exit 0 when healthy, 3 when a problem was found.
     """
-    config = build_config(**cluster)
+    config = build_target(**cluster)
     if ksvc is not None and not diagnosis_name_ok(ksvc):
         raise click.BadParameter(f"{ksvc!r} is not a valid Knative Service name (an RFC 1123 label)",
                                  param_hint="KSVC")

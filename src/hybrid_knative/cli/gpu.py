@@ -11,8 +11,8 @@ import yaml
 
 from hybrid_knative import addon
 from hybrid_knative.cli.common import build_config, cluster_options, handle_errors, verbosity_options
+from hybrid_knative.components.gpu_amd import rocm as gpu_install
 from hybrid_knative.errors import HybridError
-from hybrid_knative.install import gpu as gpu_install
 from hybrid_knative.system import gpu as gpu_probe
 
 STATE_TEXT = {

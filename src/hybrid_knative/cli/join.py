@@ -16,6 +16,7 @@ import click
 import yaml
 
 from hybrid_knative.cli.common import handle_errors, make_status, verbosity_options
+from hybrid_knative.cli.types import FiniteFloatRange
 from hybrid_knative.config import SnapPaths
 from hybrid_knative.errors import ConfigError
 from hybrid_knative.join import agent as agent_mod
@@ -84,21 +85,29 @@ def hub() -> None:
               help="Kubeconfig used to label nodes. Default: MicroK8s's.")
 @click.option("--context", help="Kubeconfig context.")
 @click.option("--no-mdns", is_flag=True, help="Do not advertise over mDNS.")
-@click.option("--rate", type=click.FloatRange(0.01, 1000), default=2.0, show_default=True,
+@click.option("--rate", type=FiniteFloatRange(0.01, 1000), default=2.0, show_default=True,
               help="Enrolment requests per second allowed per source address.")
 @click.option("--burst", type=click.IntRange(1, 10000), default=20, show_default=True,
               help="Requests a source may make at once before --rate applies.")
 @click.option("--add-node-ttl", type=click.IntRange(60, 604800), default=600, show_default=True,
               help="Lifetime (seconds) of the MicroK8s join token handed to each device.")
-@click.option("--node-timeout", type=click.FloatRange(1, 86400), default=1800, show_default=True,
+@click.option("--node-timeout", type=FiniteFloatRange(1, 86400), default=1800, show_default=True,
               help="How long to wait for an enrolled device's Node before giving up labelling it.")
-@click.option("--poll-interval", type=click.FloatRange(0.01, 60), default=2.0, hidden=True)
+@click.option("--poll-interval", type=FiniteFloatRange(0.01, 60), default=2.0, hidden=True)
 @click.option("--microk8s", "microk8s_cmd", default="microk8s", hidden=True)
+@click.option("--max-connections", type=click.IntRange(1, 900), default=256, show_default=True,
+              help="Open connections the hub accepts in total (keep well below its fd limit, 1024 under systemd).")
+@click.option("--max-per-source", type=click.IntRange(1, 900), default=16, show_default=True,
+              help="Open connections the hub accepts from one source address (devices behind one NAT share it).")
+@click.option("--cluster-tokens-file", type=click.Path(path_type=Path, dir_okay=False), hidden=True,
+              default=Path("/var/snap/microk8s/current/credentials/cluster-tokens.txt"),
+              help="MicroK8s's join token file (the hub retires the unused join tokens it issued from it).")
 @verbosity_options
 @handle_errors
 def hub_start(verbose: int, quiet: bool, state_dir: Path | None, listen: str, port: int, advertise: tuple[str, ...],
               cluster_name: str | None, kubeconfig: Path | None, context: str | None, no_mdns: bool, rate: float,
-              burst: int, add_node_ttl: int, node_timeout: float, poll_interval: float, microk8s_cmd: str) -> None:
+              burst: int, add_node_ttl: int, node_timeout: float, poll_interval: float, microk8s_cmd: str,
+              max_connections: int, max_per_source: int, cluster_tokens_file: Path) -> None:
     """Serve enrolments until interrupted (SIGINT/SIGTERM)."""
     import logging
 
@@ -118,7 +127,8 @@ def hub_start(verbose: int, quiet: bool, state_dir: Path | None, listen: str, po
     settings = HubSettings(state_dir=state_dir or default_hub_dir(), cluster_name=name, listen=listen, port=port,
                            advertise=addresses, kubeconfig=kubeconfig, context=context, microk8s=microk8s_cmd,
                            add_node_ttl=add_node_ttl, node_timeout=node_timeout, poll_interval=poll_interval,
-                           rate=rate, burst=burst, mdns=not no_mdns)
+                           rate=rate, burst=burst, mdns=not no_mdns, cluster_tokens_file=cluster_tokens_file,
+                           max_connections=max_connections, max_per_source=min(max_per_source, max_connections))
     status = make_status(verbose, quiet)
     with status.step(f"start the hub for cluster {name}"):
         running = serve(Hub(settings))
@@ -184,8 +194,8 @@ def token_create(verbose: int, quiet: bool, state_dir: Path | None, ttl: str, us
     if not addresses:
         raise ConfigError("no hub address known yet", resolution="start the hub first (`hybrid-knative hub start`), "
                           "or pass --hub HOST:PORT")
-    if launch_config is not None and launch_config.exists() and launch_config.is_dir():
-        raise ConfigError(f"--launch-config {launch_config} is a folder")
+    if launch_config is not None and launch_config.exists() and not launch_config.is_file():
+        raise ConfigError(f"--launch-config {str(launch_config)[:200]} exists and is not a regular file")
     pki = ensure_pki(folder / "pki", cluster_name=str(info.get("cluster", "hybrid-knative")))
     state = HubState(folder)
     tok = state.create_token(ttl=seconds, max_uses=uses, labels=parsed_labels, approval=approval,
@@ -195,8 +205,12 @@ def token_create(verbose: int, quiet: bool, state_dir: Path | None, ttl: str, us
 
         settings = HubSettings(state_dir=folder, cluster_name=str(info.get("cluster", "hybrid-knative")),
                                advertise=(addresses[0].host,), microk8s=microk8s_cmd, mdns=False)
-        config = Hub(settings).launch_config(tok.token_id, seconds)
-        atomic_write(launch_config, "---\n" + yaml.safe_dump(config, sort_keys=False), mode=0o600)
+        try:
+            config = Hub(settings).launch_config(tok.token_id, seconds)
+            atomic_write(launch_config, "---\n" + yaml.safe_dump(config, sort_keys=False), mode=0o600)
+        except BaseException:
+            state.delete_token(tok.token_id)  # never leave a valid token nobody was shown
+            raise
         make_status(verbose, quiet).info(f"wrote the launch configuration {launch_config} (keep it secret: "
                                          "it holds a MicroK8s join token)")
     click.echo(format_enrolment(Enrolment(tok, addresses, pki.fingerprint)))
@@ -204,6 +218,7 @@ def token_create(verbose: int, quiet: bool, state_dir: Path | None, ttl: str, us
 
 @token.command("list")
 @state_dir_option
+@handle_errors
 def token_list(state_dir: Path | None) -> None:
     """List tokens (ids only; secrets are never stored)."""
     now = time.time()
@@ -244,6 +259,7 @@ def nodes(ctx: click.Context, state_dir: Path | None) -> None:
 @nodes.command("list")
 @state_dir_option
 @click.pass_context
+@handle_errors
 def nodes_list(ctx: click.Context, state_dir: Path | None) -> None:
     """List enrolments and their state (pending, approved, issued, joined)."""
     folder = state_dir or (ctx.obj or {}).get("state_dir")
@@ -280,14 +296,14 @@ def device_options(fn: Any) -> Any:
                       "hook) instead of the command line.")(fn)
     fn = click.option("--interface-address", "interfaces", multiple=True,
                       help="Browse mDNS on this IPv4 address only (repeatable). Default: all interfaces.")(fn)
-    fn = click.option("--discovery-timeout", type=click.FloatRange(0.1, 600), default=10, show_default=True)(fn)
+    fn = click.option("--discovery-timeout", type=FiniteFloatRange(0.1, 600), default=10, show_default=True)(fn)
     fn = click.option("--node-name", help="The name kubelet registers (default: the hostname).")(fn)
     fn = click.option("--machine-id", help="Device identity (default: /etc/machine-id).", hidden=True)(fn)
     fn = click.option("--host-root", type=click.Path(path_type=Path, file_okay=False), default=Path("/"),
                       help="Where the host's /proc, /sys, /dev and /etc are (for containerised agents).",
                       hidden=True)(fn)
-    fn = click.option("--backoff-initial", type=click.FloatRange(0.001, 600), default=1.0, hidden=True)(fn)
-    fn = click.option("--backoff-max", type=click.FloatRange(0.001, 3600), default=60.0, hidden=True)(fn)
+    fn = click.option("--backoff-initial", type=FiniteFloatRange(0.001, 600), default=1.0, hidden=True)(fn)
+    fn = click.option("--backoff-max", type=FiniteFloatRange(0.001, 3600), default=60.0, hidden=True)(fn)
     fn = click.option("--microk8s", "microk8s_cmd", default="microk8s", hidden=True)(fn)
     return fn
 
@@ -301,7 +317,7 @@ def _agent_settings(enrolment_text: str | None, *, timeout: float | None, discov
         if enrolment_text:
             raise ConfigError("give the enrolment string or --enrolment-file, not both")
         try:
-            enrolment_text = enrolment_file.read_text(encoding="utf-8").strip()
+            enrolment_text = agent_mod.read_bounded(enrolment_file, 4096).strip()
         except OSError as exc:
             raise ConfigError(f"cannot read {enrolment_file}: {exc.strerror}") from None
     if discover == bool(enrolment_text):
@@ -326,7 +342,7 @@ def _agent_settings(enrolment_text: str | None, *, timeout: float | None, discov
 @click.command("join")
 @click.argument("enrolment", required=False)
 @device_options
-@click.option("--timeout", type=click.FloatRange(1, 86400), default=600, show_default=True,
+@click.option("--timeout", type=FiniteFloatRange(1, 86400), default=600, show_default=True,
               help="Give up after this many seconds of retrying.")
 @verbosity_options
 @handle_errors
@@ -345,7 +361,7 @@ def join(verbose: int, quiet: bool, enrolment: str | None, timeout: float, **opt
 @click.command("agent")
 @click.argument("enrolment", required=False)
 @device_options
-@click.option("--timeout", type=click.FloatRange(1, 10 * 365 * 86400), default=None,
+@click.option("--timeout", type=FiniteFloatRange(1, 10 * 365 * 86400), default=None,
               help="Give up after this many seconds. Default: never.")
 @verbosity_options
 @handle_errors

@@ -15,7 +15,9 @@ from hybrid_knative import __version__, addon
 from hybrid_knative.catalog import load_catalog
 from hybrid_knative.cli.common import (
     EPILOG,
+    SafeGroup,
     build_config,
+    build_target,
     cluster_options,
     handle_errors,
     install_options,
@@ -24,10 +26,12 @@ from hybrid_knative.cli.common import (
     verbosity_options,
 )
 from hybrid_knative.config import KubeVersion
+from hybrid_knative.errors import ConfigError
 from hybrid_knative.system import marker
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, epilog=EPILOG)
+@click.group(cls=SafeGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             epilog=EPILOG)
 @click.version_option(__version__, prog_name="hybrid-knative")
 def cli() -> None:
     """Serverless on your own hardware: Knative Serving + Kourier on MicroK8s, with URLs that work.
@@ -77,19 +81,22 @@ cli.add_command(repair)
 @cluster_options
 @click.option("--destroy-user-objects", "user_objects", flag_value="destroy",
               help="Also delete every object of hybrid-knative's CRDs that is not hybrid-knative's own "
-              "(your KServices, Brokers, Triggers…), first, while their controllers still run.")
+              "(your KServices, Brokers, Triggers, InferenceServices…), first, while their controllers still run.")
+@click.option("--delete-user-models", "user_objects", flag_value="destroy",
+              help="The same as --destroy-user-objects (its older name, from --with ml).")
 @click.option("--keep-user-objects", "user_objects", flag_value="keep",
               help="Keep hybrid-knative's CRDs and every object of them; remove everything else.")
 @verbosity_options
 @handle_errors
 def disable(verbose: int, quiet: bool, user_objects: str | None, **cluster: Any) -> None:
-    """Remove exactly what enable created, in reverse order (also after a partial enable).
+    """Remove exactly what enable created, in reverse order (also after a partial enable, and from any
+    control-plane node: the record is kept in the cluster).
 
-    When objects that are not hybrid-knative's exist of its CRDs (your KServices, Brokers, Triggers…),
-    disable lists them and changes nothing unless you pass --destroy-user-objects or --keep-user-objects.
-    Through MicroK8s: `sudo microk8s disable hybrid-knative --keep-user-objects`.
+    When objects that are not hybrid-knative's exist of its CRDs (your KServices, Brokers, Triggers,
+    InferenceServices…), disable lists them and changes nothing unless you pass --destroy-user-objects
+    or --keep-user-objects. Through MicroK8s: `sudo microk8s disable hybrid-knative --keep-user-objects`.
     """
-    config = build_config(**cluster)
+    config = build_target(**cluster)
     addon.disable(config, make_status(verbose, quiet), user_objects=user_objects)
     click.echo("hybrid-knative: disabled.")
 
@@ -100,7 +107,7 @@ def disable(verbose: int, quiet: bool, user_objects: str | None, **cluster: Any)
 @handle_errors
 def status(verbose: int, quiet: bool, **cluster: Any) -> None:
     """Show whether hybrid-knative is enabled and each component's health. Exit 0 only when healthy."""
-    config = build_config(**cluster)
+    config = build_target(**cluster)
     h = addon.health(config)
     shown = {marker.ENABLED: "yes", marker.UNVERIFIED: "yes (not verified: enabled with --no-verify)",
              marker.INCOMPLETE: "incomplete"}
@@ -139,16 +146,28 @@ def status(verbose: int, quiet: bool, **cluster: Any) -> None:
 @handle_errors
 def plan(verbose: int, quiet: bool, output: Path, kubernetes_version: KubeVersion | None, knative: str | None,
          upstream_dirs: tuple[Path, ...], offline: bool, **cluster: Any) -> None:
-    """Dry run: print the steps enable would take and write every object it would apply. Touches nothing."""
+    """Dry run: print the steps enable would take and write every change it would make. Touches nothing.
+
+    Per step: every object it applies, every patch to an object it does not own (the CoreDNS block as the
+    resulting Corefile and a diff, Kourier's externalIPs, node labels), every host file with its content
+    and every command; OUTPUT/plan.txt lists them all. With a cluster (--kubeconfig, or MicroK8s's when
+    --kubernetes-version is not given) each item is marked create / update / unchanged — only reads.
+    """
+    if output.exists() and not output.is_dir():  # before the (slow) rendering
+        raise ConfigError(f"--output {str(output)[:200]} exists and is not a folder",
+                          resolution="choose a new or empty folder")
     config = build_config(knative=knative, upstream_dirs=upstream_dirs, offline=offline, **cluster)
     status = make_status(verbose, quiet)
-    version = kubernetes_version or addon.connect(config).server_version()
-    release, rendered, paths = addon.write_plan(config, version, output, status)
+    kube = addon.connect(config) if kubernetes_version is None or config.kubeconfig is not None else None
+    version = kubernetes_version or (kube.server_version() if kube is not None else None)
+    assert version is not None
+    release, rendered, paths = addon.write_plan(config, version, output, status, kube=kube)
     click.echo(f"Plan for Knative {release.line} on Kubernetes {version.minor_version}:")
     for index, (r, path) in enumerate(zip(rendered, paths[: len(rendered)], strict=True), start=1):
         click.echo(f"  {index:>2}. {r.step.name:<26} {len(r.objects):>3} objects  {path}")
     for path in paths[len(rendered):]:
         click.echo(f"  example: {path}")
+    click.echo(f"Every change, item by item: {output / 'plan.txt'}")
 
 
 @cli.command("versions")
@@ -186,3 +205,17 @@ cli.add_command(_doctor.doctor)
 from hybrid_knative.cli import gpu as gpu_cli  # noqa: E402
 
 cli.add_command(gpu_cli.group)
+from hybrid_knative.cli import dev as _dev  # noqa: E402
+
+for _command in _dev.COMMANDS:
+    cli.add_command(_command)
+from hybrid_knative.cli import ros2 as _ros2  # noqa: E402
+
+cli.add_command(_ros2.group)
+from hybrid_knative.cli import clone as _clone  # noqa: E402
+
+cli.add_command(_clone.clone)
+from hybrid_knative.cli import ml as _ml  # noqa: E402
+
+for _command in _ml.COMMANDS:  # model, train, certs
+    cli.add_command(_command)

@@ -4,7 +4,6 @@ online check of magic mode and the record check of custom mode. Also used by `do
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 from typing import Literal
 
 import dns.exception
@@ -13,7 +12,9 @@ import dns.rdatatype
 import dns.resolver
 
 from hybrid_knative.dns.names import MAGIC_SUFFIX, magic_domain, record_type, wildcard_record
-from hybrid_knative.errors import ConfigError
+from hybrid_knative.validate import split_server
+
+__all__ = ["split_server"]  # re-exported (it moved to the core layer)
 
 Outcome = Literal["ok", "nxdomain", "noanswer", "timeout", "error"]
 #: The label asked for under a custom domain: any name works with a wildcard record.
@@ -82,29 +83,6 @@ class DnsClient:
         if found:
             return Answer(name, "ok", found)
         return v6 if v6.outcome != "ok" else Answer(name, "noanswer", detail=f"{name} has no A or AAAA record")
-
-
-def split_server(server: str) -> tuple[str, int]:
-    """``IP``, ``IP:PORT`` or ``[IPv6]:PORT`` → (ip, port); ConfigError otherwise."""
-    text = server.strip()
-    host, port = text, 53
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        if rest:
-            port = _port(rest.removeprefix(":"), server)
-    elif text.count(":") == 1:
-        host, _, rest = text.partition(":")
-        port = _port(rest, server)
-    try:
-        return str(ipaddress.ip_address(host)), port
-    except ValueError:
-        raise ConfigError(f"not a DNS server address: {server!r}", resolution="use IP or IP:PORT") from None
-
-
-def _port(text: str, server: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise ConfigError(f"bad port in DNS server address {server!r}", resolution="use IP or IP:PORT")
-    return int(text)
 
 
 def resolve(name: str, server: str, port: int = 53, *, timeout: float = 2.0) -> Answer:

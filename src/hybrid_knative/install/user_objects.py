@@ -18,11 +18,11 @@ import dataclasses
 from typing import Any
 
 from hybrid_knative.errors import ConfigError, DeadlineExceeded
-from hybrid_knative.install.record import Entry, Record
 from hybrid_knative.kube import ready
 from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.objects import ObjectRef
 from hybrid_knative.kube.wait import WaitPolicy, WaitStats, retry, wait_all
+from hybrid_knative.platform.record import Entry, Record
 from hybrid_knative.progress import Status
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -92,11 +92,17 @@ def check(kube: KubeApi, record: Record, choice: str | None) -> list[ObjectRef]:
         raise ConfigError(f"unknown choice for users' objects: {choice!r}", resolution="use destroy or keep")
     users = find(kube, record)
     if users and choice is None:
+        counts: dict[str, int] = {}
+        for ref in users:
+            counts[ref.kind] = counts.get(ref.kind, 0) + 1
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
         raise ConfigError(
-            f"disable would delete {len(users)} objects that are not hybrid-knative's (yours or your users')",
+            f"disable would delete {len(users)} objects that are not hybrid-knative's (yours or your users': "
+            f"{kinds}) with the CRDs they need: nothing was changed",
             details=describe(users),
             resolution="say what to do with them: --destroy-user-objects deletes them (and hybrid-knative's CRDs); "
             "--keep-user-objects keeps them and the CRDs they need and removes everything else "
+            "(--delete-user-models is the same as --destroy-user-objects; models in the store are kept either way) "
             "(through MicroK8s: `sudo microk8s disable hybrid-knative --keep-user-objects`)")
     return users
 

@@ -9,17 +9,20 @@ rogue hub advertising its own fingerprint over mDNS learns nothing.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import hmac
 import http.client
 import json
+import math
 import platform
 import random
 import re
 import secrets
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -37,6 +40,7 @@ MIN_WORKER_MEMORY_MB = 512  # MicroK8s forces --worker at ≤ 512 MB; below that
 ARCH_OF = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "s390x": "s390x",
            "ppc64le": "ppc64le"}
 _MACHINE_ID = re.compile(r"[0-9a-f]{32}")
+MAX_FILE_BYTES = 64 * 1024  # any file the agent reads (meminfo, machine-id, the enrolment file)
 
 
 class RefusedError(PermanentError):
@@ -102,8 +106,15 @@ class AgentSettings:
     def __post_init__(self) -> None:
         if (self.enrolment is None) == (self.token is None):
             raise ConfigError("give either an hk1: enrolment string, or --discover with --token")
-        if self.timeout is not None and self.timeout <= 0:
-            raise ConfigError("--timeout must be positive")
+        if self.timeout is not None and not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise ConfigError("--timeout must be a positive finite number of seconds")
+        for name in ("discovery_timeout", "request_timeout", "join_timeout"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{name.replace('_', ' ')} must be a positive finite number of seconds")
+        backoff = (self.backoff.initial, self.backoff.maximum, self.backoff.factor)
+        if not all(math.isfinite(v) and v > 0 for v in backoff):
+            raise ConfigError("the backoff must be positive finite numbers of seconds")
         if self.machine_id is not None and not _MACHINE_ID.fullmatch(self.machine_id):
             raise ConfigError("--machine-id must be 32 lowercase hex characters")
 
@@ -138,20 +149,29 @@ def gather_facts(settings: AgentSettings) -> DeviceFacts:
                        gpu=gpu.detect(root))
 
 
+def read_bounded(path: Path, limit: int = MAX_FILE_BYTES) -> str:
+    """At most ``limit`` bytes of a file (``/dev/zero`` included); longer files are refused."""
+    with path.open("rb") as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise ConfigError(f"{path} is larger than {limit} bytes", resolution="pass the right file")
+    return data.decode("utf-8", errors="replace")
+
+
 def _memory_mb(meminfo: Path) -> int:
     try:
-        for line in meminfo.read_text(encoding="ascii", errors="replace").splitlines():
+        for line in read_bounded(meminfo).splitlines():
             if line.startswith("MemTotal:"):
                 return int(line.split()[1]) // 1024
-    except (OSError, ValueError, IndexError):
+    except (OSError, ValueError, IndexError, ConfigError):
         pass
     raise PermanentError(f"cannot read the device's memory size from {meminfo}")
 
 
 def _machine_id(path: Path) -> str:
     try:
-        value = path.read_text(encoding="ascii", errors="replace").strip()
-    except OSError:
+        value = read_bounded(path).strip()
+    except (OSError, ConfigError):
         value = ""
     if not _MACHINE_ID.fullmatch(value):
         raise PermanentError(f"no valid machine id in {path}",
@@ -180,15 +200,75 @@ def preflight(settings: AgentSettings, runner: Runner, status: Status) -> Device
 # --- talking to the hub --------------------------------------------------------------------------------
 
 
-class HubClient:
-    """HTTPS to one hub address, pinned to the CA fingerprint."""
+MAX_REPLY_DEPTH = 32  # a hub's replies are flat; anything deeper is refused before parsing
 
-    def __init__(self, address: HubAddress, fingerprint: str, *, timeout: float) -> None:
-        self.address, self.fingerprint, self.timeout = address, fingerprint, timeout
+
+def parse_reply(raw: bytes) -> dict[str, Any]:
+    """A hub's JSON reply, or {} when it is too large, too deep, or not a JSON object. Never raises."""
+    if len(raw) > protocol.MAX_BODY or _depth(raw) > MAX_REPLY_DEPTH:
+        return {}
+    try:
+        payload = json.loads(raw.decode("utf-8")) if raw else {}
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return {}
+    return payload if isinstance(payload, dict) else {}
+
+
+def _depth(raw: bytes) -> int:
+    """Bracket nesting, outside strings (an upper bound of the JSON depth; linear, no recursion)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+class HubClient:
+    """HTTPS to one hub address, pinned to the CA fingerprint. Every request has a whole deadline
+    (connect, TLS, sending, every byte of the reply, any number of ``100 Continue``): at most
+    ``timeout`` seconds, and never past ``deadline`` (a ``time.monotonic()`` value)."""
+
+    def __init__(self, address: HubAddress, fingerprint: str, *, timeout: float,
+                 deadline: float | None = None) -> None:
+        self.address, self.fingerprint, self.timeout, self.deadline = address, fingerprint, timeout, deadline
         self._verified: ssl.SSLContext | None = None
 
+    def _budget(self) -> float:
+        budget = self.timeout
+        if self.deadline is not None:
+            budget = min(budget, self.deadline - time.monotonic())
+        if budget <= 0:
+            raise TemporaryError(f"no time left to ask the hub at {self.address}")
+        return budget
+
     def _request(self, ctx: ssl.SSLContext, method: str, path: str, body: Any | None) -> tuple[int, Any]:
-        conn = http.client.HTTPSConnection(self.address.host, self.address.port, context=ctx, timeout=self.timeout)
+        budget = self._budget()
+        conn = http.client.HTTPSConnection(self.address.host, self.address.port, context=ctx, timeout=budget)
+        expired = threading.Event()
+
+        def cut() -> None:  # the whole request is late: unblock whatever read or write it is in
+            expired.set()
+            sock = conn.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+        watchdog = threading.Timer(budget, cut)
+        watchdog.daemon = True
+        watchdog.start()
         try:
             data = None if body is None else json.dumps(body).encode("utf-8")
             headers = {"Content-Type": "application/json"} if data is not None else {}
@@ -200,16 +280,16 @@ class HubClient:
                                    details=str(exc.verify_message or exc),
                                    resolution="someone may be impersonating the hub; check the enrolment string") \
                 from None
-        except (OSError, http.client.HTTPException) as exc:
-            raise TemporaryError(f"cannot reach the hub at {self.address}: {exc}",
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            why = f"no complete answer within {budget:.0f}s" if expired.is_set() else str(exc)[:200]
+            raise TemporaryError(f"cannot reach the hub at {self.address}: {why}",
                                  resolution="check that the hub runs and the network is up; retrying") from None
         finally:
+            watchdog.cancel()
             conn.close()
-        try:
-            payload = json.loads(raw.decode("utf-8")) if raw else {}
-        except (UnicodeDecodeError, ValueError):
-            payload = {}
-        return resp.status, payload if isinstance(payload, dict) else {}
+        if expired.is_set():
+            raise TemporaryError(f"the hub at {self.address} did not answer within {budget:.0f}s")
+        return resp.status, parse_reply(raw)
 
     def verified_context(self) -> ssl.SSLContext:
         """Fetch the CA over TLS without trusting it, check the pin, then trust only that CA."""
@@ -265,6 +345,9 @@ class HubClient:
             raise TemporaryError(f"the hub at {self.address} answered without a usable join URL")
         if code == 202 and payload.get("status") == "pending":
             raise PendingApproval(str(payload.get("enrolment", "?"))[:12])
+        if code == 409:
+            raise PermanentError(f"the hub will not enrol this device: {str(payload.get('error', code))[:200]}",
+                                 resolution="see `hybrid-knative nodes` on the hub")
         if code == 403:
             raise RefusedError("the hub refused the token (unknown, wrong, expired, used up or revoked)",
                                resolution="ask the hub's operator for a fresh one: `hybrid-knative token create`")
@@ -294,12 +377,14 @@ def _targets(settings: AgentSettings, status: Status) -> tuple[Token, str, tuple
     return settings.token, hub.fingerprint, hub.addresses
 
 
-def attempt(settings: AgentSettings, facts: DeviceFacts, runner: Runner, status: Status) -> tuple[str, str]:
-    """One full try (discover, enrol, join); returns (enrolment id, hub). Raises typed errors."""
+def attempt(settings: AgentSettings, facts: DeviceFacts, runner: Runner, status: Status,
+            deadline: float | None = None) -> tuple[str, str]:
+    """One full try (discover, enrol, join); returns (enrolment id, hub). Raises typed errors.
+    Nothing in it runs past ``deadline`` (``time.monotonic()``; None: no overall limit)."""
     token, fingerprint, hubs = _targets(settings, status)
     last: HybridError | None = None
     for address in hubs:
-        client = HubClient(address, fingerprint, timeout=settings.request_timeout)
+        client = HubClient(address, fingerprint, timeout=settings.request_timeout, deadline=deadline)
         try:
             with status.step(f"verify the hub at {address} (CA pinned) and enrol"):
                 client.prove_hub(token)
@@ -313,7 +398,11 @@ def attempt(settings: AgentSettings, facts: DeviceFacts, runner: Runner, status:
         with status.step("microk8s join (worker)"):
             for url in urls:
                 try:
-                    runner.run([settings.microk8s, "join", url, "--worker"], timeout=settings.join_timeout)
+                    left = settings.join_timeout if deadline is None else deadline - time.monotonic()
+                    if left <= 0:
+                        raise TemporaryError("no time left for microk8s join")
+                    runner.run([settings.microk8s, "join", url, "--worker"],
+                               timeout=min(settings.join_timeout, left))
                     return str(answer.get("enrolment", "")), str(address)
                 except HybridError as exc:
                     # the command line holds the cluster secret: keep the exit code and output only
@@ -337,11 +426,15 @@ def run(settings: AgentSettings, *, runner: Runner | None = None, status: Status
         status.info("this device is already part of a MicroK8s cluster: nothing to do")
         return JoinOutcome(already_joined=True, node_name=(settings.node_name or socket.gethostname()).lower())
     start = clock()
+    deadline = None if settings.timeout is None else time.monotonic() + settings.timeout
     tries = 0
     while True:
         tries += 1
         try:
-            enrolment_id, hub = attempt(settings, facts, runner, status)
+            try:
+                enrolment_id, hub = attempt(settings, facts, runner, status, deadline)
+            except (ValueError, KeyError, TypeError, RecursionError, MemoryError) as exc:  # a hostile reply
+                raise TemporaryError(f"the hub sent a reply this device cannot use ({type(exc).__name__})") from None
         except PendingApproval as exc:
             failure: HybridError = exc
             status.info(f"… {exc.brief}; {exc.resolution}")

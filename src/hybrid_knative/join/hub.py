@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import http.server
 import json
 import logging
+import math
+import re
 import secrets
 import socket
 import ssl
@@ -31,7 +34,7 @@ from hybrid_knative.errors import ConfigError, HybridError, PermanentError
 from hybrid_knative.join import protocol
 from hybrid_knative.join.enrolment import Enrolment, HubAddress, Token, parse_token
 from hybrid_knative.join.pki import HubPki, ensure_pki
-from hybrid_knative.join.state import HubState
+from hybrid_knative.join.state import HubState, NoiseCounter
 from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.objects import ObjectRef
 from hybrid_knative.system.files import atomic_write
@@ -45,6 +48,16 @@ LABEL_ARCH = "hybrid-knative.io/arch"
 LABEL_TOKEN = "hybrid-knative.io/token"  # noqa: S105 - a label key, not a secret
 LABEL_ENROLMENT = "hybrid-knative.io/enrolment"
 ANNOTATION_ENROLLED_AT = "hybrid-knative.io/enrolled-at"
+MAX_JOIN_URLS = 3  # join URLs one enrolment may ever get (a failed `microk8s join` is retried with a new one)
+CLOCK_SLACK = 5.0  # seconds: creationTimestamp has 1 s resolution and comes from the API server's clock
+CONFLICTS = {
+    "facts-changed": "this device enrolled with another node name or other facts; enrol it with a new token",
+    "name-taken": "another device already enrolled with this node name; choose another --node-name",
+    "node-exists": "a node with this name is already in the cluster; choose another --node-name "
+                   "(or delete the old node first)",
+    "already-joined": "this device's enrolment has already joined the cluster",
+    "join-urls-used-up": f"this enrolment already received {MAX_JOIN_URLS} join URLs; enrol with a new token",
+}
 REFUSED = {"error": "enrolment refused",
            "detail": "the token is unknown, wrong, expired, used up or revoked"}
 
@@ -59,16 +72,25 @@ class HubSettings:
     kubeconfig: Path | None = None
     context: str | None = None
     microk8s: str = "microk8s"
-    add_node_ttl: int = 600
+    cluster_tokens_file: Path = Path("/var/snap/microk8s/current/credentials/cluster-tokens.txt")
+    add_node_ttl: int = 600  # how long an unused single-use join URL may stay valid (then it is retired)
     node_timeout: float = 1800.0
     poll_interval: float = 2.0
     rate: float = 2.0  # requests per second per source address
     burst: int = 20
     mdns: bool = True
-    handshake_timeout: float = 10.0
+    handshake_timeout: float = 10.0  # whole-request deadline: TLS handshake + headers + body
     max_workers: int = 8  # concurrent add-node calls
+    max_connections: int = 256  # open connections in total (well below systemd's fd limit of 1024)
+    max_per_source: int = 16  # open connections per source address
 
     def __post_init__(self) -> None:
+        for name in ("node_timeout", "poll_interval", "rate", "handshake_timeout"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be a positive finite number, got {value!r}")
+        if not 1 <= self.max_per_source <= self.max_connections:
+            raise ConfigError("the per-source connection limit must be between 1 and the total limit")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must be 0-65535 (0: any free port), got {self.port}")
         if not 60 <= self.add_node_ttl <= 7 * 86400:
@@ -80,6 +102,8 @@ class HubSettings:
                               resolution="pass --advertise with the hub's LAN IP address")
         for address in self.advertise:
             HubAddress(address, self.port)  # shape only; parse_hub_address validates strings
+        if self.cluster_tokens_file.exists() and not self.cluster_tokens_file.is_file():
+            raise ConfigError(f"{str(self.cluster_tokens_file)[:200]} is not a regular file")
         if self.kubeconfig is not None and not self.kubeconfig.is_file():
             raise ConfigError(f"kubeconfig not found: {self.kubeconfig}")
 
@@ -117,6 +141,30 @@ class RateLimiter:
             return allowed
 
 
+class NodeIdentityError(PermanentError):
+    """The Node of an enrolment's name is not the one its join created."""
+
+
+def facts_digest(device: Mapping[str, Any]) -> str:
+    """What an approval (and an issued join) is bound to: machine id, node name and every fact."""
+    gpu = device.get("gpu")
+    doc = {"machine_id": device["machine_id"], "node_name": device["node_name"], "arch": device["arch"],
+           "memory_mb": device.get("memory_mb"), "gpu": gpu.to_dict() if isinstance(gpu, GpuReport) else gpu}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def _timestamp(value: Any) -> float | None:
+    import datetime
+
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(
+            tzinfo=datetime.timezone.utc).timestamp()
+    except ValueError:
+        return None
+
+
 @dataclasses.dataclass(frozen=True)
 class Reply:
     status: int
@@ -135,12 +183,14 @@ class Hub:
         self.pki: HubPki = ensure_pki(settings.pki_dir, cluster_name=settings.cluster_name,
                                       addresses=settings.advertise)
         self.limiter = RateLimiter(settings.rate, settings.burst)
+        self.refusals = NoiseCounter(self.state)
         self._add_node = threading.BoundedSemaphore(settings.max_workers)
         self._watching: set[str] = set()
         self._watch_lock = threading.Lock()
         self._stop = threading.Event()
         self._kube: KubeApi | None = None
         self._kube_lock = threading.Lock()
+        self._retire_lock = threading.Lock()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -157,6 +207,7 @@ class Hub:
 
     def stop(self) -> None:
         self._stop.set()
+        self.refusals.flush()
 
     # --- requests ----------------------------------------------------------------------------
 
@@ -186,29 +237,50 @@ class Hub:
 
     def _enrol(self, token: Token, device: dict[str, Any], source: str) -> Reply:
         now = self.clock()
+        digest = facts_digest(device)
+        conflict: str | None = None  # a token holder's request that cannot be honoured (409, audited)
+        issue = False
+        snapshot: dict[str, Any] = {}
         with self.state.transaction() as data:
             reason = self.state.check_token(data, token, now)
             existing = next((e for e in data["enrolments"].values()
                              if e["machine_id"] == device["machine_id"] and e["token_id"] == token.token_id), None)
             if reason == "used-up" and existing is not None:
                 reason = None  # the same device coming back does not need another use
-            record: dict[str, Any] | None = None
             if reason is None:
-                if existing is None:
-                    tok = data["tokens"][token.token_id]
-                    tok["uses"] = tok.get("uses", 0) + 1
-                    record = self._new_enrolment(tok, device, source, now)
-                    data["enrolments"][record["id"]] = record
-                else:
-                    record = existing
+                record = existing
+                if record is not None and (record.get("facts") != digest or record["node_name"] != device["node_name"]):
+                    # what was approved (or issued) is this machine, this node name and these facts
+                    conflict = "facts-changed"
+                elif record is None:
+                    claimed = next((e for e in data["enrolments"].values() if e["node_name"] == device["node_name"]
+                                    and e["machine_id"] != device["machine_id"]), None)
+                    if claimed is not None:
+                        conflict = "name-taken"
+                    else:
+                        tok = data["tokens"][token.token_id]
+                        tok["uses"] = tok.get("uses", 0) + 1
+                        record = self._new_enrolment(tok, device, source, now)
+                        record["facts"] = digest
+                        data["enrolments"][record["id"]] = record
+                if conflict is None and record is not None:
+                    if record["state"] == "joined":
+                        conflict = "already-joined"
+                    elif record["state"] in ("approved", "issued"):
+                        if record.get("urls", 0) >= MAX_JOIN_URLS:
+                            conflict = "join-urls-used-up"
+                        else:
+                            record["urls"] = record.get("urls", 0) + 1  # counted before it exists: no race
+                            issue = True
                     record["source"] = source
-                    record["node_name"] = device["node_name"]
                     record["updated"] = now
-                snapshot = dict(record)
-        if reason is not None or record is None:
+                    snapshot = dict(record)
+        if reason is not None:
             self.state.audit("enrol-refused", reason=reason, token_id=token.token_id, source=source,
                              node=device["node_name"])
             return Reply(403, REFUSED)
+        if conflict is not None:
+            return self._conflict(conflict, token, source, device["node_name"], snapshot.get("id"))
         enrolment_id = snapshot["id"]
         if snapshot["state"] == "pending":
             if existing is None:
@@ -216,16 +288,52 @@ class Hub:
                                  source=source, node=device["node_name"])
             return Reply(202, {"status": "pending", "enrolment": enrolment_id, "retry_after": 5,
                                "detail": f"waiting for approval: hybrid-knative nodes approve {enrolment_id}"})
+        assert issue
+        try:
+            node_conflict = self._node_conflict(snapshot["node_name"], enrolment_id)
+        except HybridError as exc:
+            log.warning("cannot check for an existing node %s: %s", snapshot["node_name"], exc.brief)
+            self._uncount(enrolment_id)
+            return Reply(503, {"error": "the hub cannot reach the cluster right now; retry later"})
+        if node_conflict is not None:
+            self._uncount(enrolment_id)
+            return self._conflict(node_conflict, token, source, device["node_name"], enrolment_id)
         with self._add_node:
-            urls = self._join_urls()
-        if urls is None:
+            issued = self._join_urls()
+        if issued is None:
+            self._uncount(enrolment_id)
             return Reply(503, {"error": "the hub cannot create a join token right now; retry later"})
-        self.state.set_enrolment_state(enrolment_id, "issued")
+        urls, cluster_token_hash = issued
+        with self.state.transaction() as data:
+            record = data["enrolments"].get(enrolment_id)
+            if record is not None:
+                record["state"] = "issued"
+                record["issued_at"] = record.get("issued_at") or now
+                record.setdefault("join_tokens", []).append({"sha256": cluster_token_hash, "issued": now})
         self.state.audit("join-issued", enrolment_id=enrolment_id, token_id=token.token_id, source=source,
-                         node=device["node_name"])
+                         node=device["node_name"], url=snapshot.get("urls"))
         self.watch_node(enrolment_id)
         return Reply(200, {"status": "join", "enrolment": enrolment_id, "join_urls": urls,
                            "node_name": snapshot["node_name"]})
+
+    def _conflict(self, what: str, token: Token, source: str, node: str, enrolment_id: str | None) -> Reply:
+        self.state.audit("enrol-conflict", reason=what, token_id=token.token_id, source=source, node=node,
+                         enrolment_id=enrolment_id)
+        return Reply(409, {"error": CONFLICTS[what]})
+
+    def _uncount(self, enrolment_id: str) -> None:
+        with self.state.transaction() as data:
+            record = data["enrolments"].get(enrolment_id)
+            if record is not None and record.get("urls", 0) > 0:
+                record["urls"] -= 1
+
+    def _node_conflict(self, node: str, enrolment_id: str) -> str | None:
+        """A Node of that name that this enrolment did not create must never be touched."""
+        existing = self.kube().get(ObjectRef("v1", "Node", None, node))
+        if existing is None:
+            return None
+        labels = (existing.get("metadata") or {}).get("labels") or {}
+        return "already-joined" if labels.get(LABEL_ENROLMENT) == enrolment_id else "node-exists"
 
     def _new_enrolment(self, token: Mapping[str, Any], device: Mapping[str, Any], source: str,
                        now: float) -> dict[str, Any]:
@@ -243,20 +351,57 @@ class Hub:
         return {"id": enrolment_id, "token_id": token["id"], "machine_id": device["machine_id"],
                 "node_name": device["node_name"], "arch": device["arch"], "memory_mb": device["memory_mb"],
                 "state": "pending" if token.get("approval") else "approved", "source": source,
-                "created": now, "updated": now, "labels": labels, "annotations": annotations}
+                "created": now, "updated": now, "labels": labels, "annotations": annotations, "urls": 0}
 
-    def _join_urls(self) -> list[str] | None:
-        argv = [self.settings.microk8s, "add-node", "--token-ttl", str(self.settings.add_node_ttl), "--format", "json"]
+    def _join_urls(self) -> tuple[list[str], str] | None:
+        """A single-use MicroK8s join token (``--token-ttl -1``: removed once a node joins with it); the
+        hub retires it after ``add_node_ttl`` seconds if no node used it. Returns (urls, sha256 of token)."""
+        cluster_token = secrets.token_hex(16)  # ≥ 32 characters, as add-node requires
+        argv = [self.settings.microk8s, "add-node", "--token", cluster_token, "--token-ttl", "-1", "--format", "json"]
         try:
             result = self.runner.run(argv, timeout=60)
-        except HybridError as exc:
-            log.error("microk8s add-node failed: %s", exc.brief)  # the brief has argv and exit code only
+        except HybridError:
+            log.error("microk8s add-node failed")  # never the argv: it holds the cluster token
             return None
         try:
-            return protocol.parse_add_node_output(result.stdout)
+            urls = protocol.parse_add_node_output(result.stdout)
         except (ValueError, TypeError):
             log.error("microk8s add-node printed output the hub does not understand")  # never echo: secrets
             return None
+        return urls, hashlib.sha256(cluster_token.encode("ascii")).hexdigest()
+
+    def retire_join_tokens(self) -> int:
+        """Remove issued join tokens older than ``add_node_ttl`` from MicroK8s's token file (used or
+        not: a used single-use token is already gone). Returns how many lines were removed."""
+        path = self.settings.cluster_tokens_file
+        now = self.clock()
+        stale: set[str] = set()
+        for record in self.state.read()["enrolments"].values():
+            for issued in record.get("join_tokens") or []:
+                if not issued.get("retired") and now - float(issued["issued"]) >= self.settings.add_node_ttl:
+                    stale.add(str(issued["sha256"]))
+        if not stale:
+            return 0
+        removed = 0
+        with self._retire_lock:
+            try:
+                lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+            except FileNotFoundError:
+                lines = []
+            except OSError as exc:
+                log.warning("cannot read %s to retire join tokens: %s", path, exc.strerror)
+                return 0
+            keep = [line for line in lines
+                    if hashlib.sha256(line.split("|", 1)[0].strip().encode()).hexdigest() not in stale]
+            removed = len(lines) - len(keep)
+            if removed:
+                atomic_write(path, "".join(keep), mode=0o600)
+        with self.state.transaction() as data:
+            for record in data["enrolments"].values():
+                for issued in record.get("join_tokens") or []:
+                    if issued["sha256"] in stale:
+                        issued["retired"] = True
+        return removed
 
     # --- node labelling ----------------------------------------------------------------------
 
@@ -286,11 +431,20 @@ class Hub:
                         self.state.set_enrolment_state(enrolment_id, "joined")
                         self.state.audit("node-labelled", enrolment_id=enrolment_id, node=enrolment.node_name)
                         return
+                except NodeIdentityError as exc:
+                    self.state.set_enrolment_state(enrolment_id, "refused")
+                    self.state.audit("node-identity-refused", enrolment_id=enrolment_id, node=enrolment.node_name,
+                                     detail=exc.brief)
+                    return
                 except HybridError as exc:
                     log.warning("cannot label node %s yet: %s", enrolment.node_name, exc.brief)
+                with contextlib.suppress(OSError, HybridError):
+                    self.retire_join_tokens()
                 self._stop.wait(self.settings.poll_interval)
             if not self._stop.is_set():
                 self.state.audit("node-timeout", enrolment_id=enrolment_id)
+            with contextlib.suppress(OSError, HybridError):
+                self.retire_join_tokens()
         except Exception:  # a watcher must never take the hub down
             log.exception("node watcher %s failed", enrolment_id)
         finally:
@@ -299,11 +453,29 @@ class Hub:
 
     def _label(self, enrolment_id: str, node: str, labels: Mapping[str, str | None],
                annotations: Mapping[str, str | None]) -> bool:
+        """Label the Node this enrolment created — never another one (bound by its uid on first sight)."""
         ref = ObjectRef("v1", "Node", None, node)
         kube = self.kube()
-        if kube.get(ref) is None:
+        current = kube.get(ref)
+        if current is None:
             return False
-        kube.merge_patch(ref, {"metadata": {"labels": dict(labels), "annotations": dict(annotations)}})
+        meta = current.get("metadata") or {}
+        record = self.state.read()["enrolments"].get(enrolment_id) or {}
+        uid = str(meta.get("uid") or "")
+        owner = (meta.get("labels") or {}).get(LABEL_ENROLMENT)
+        if record.get("node_uid"):
+            if record["node_uid"] != uid:
+                raise NodeIdentityError(f"node {node} is not the one enrolment {enrolment_id} created")
+        else:
+            created = _timestamp(meta.get("creationTimestamp"))
+            issued = float(record.get("issued_at") or 0)
+            if owner not in (None, enrolment_id) or created is None or created < issued - CLOCK_SLACK:
+                raise NodeIdentityError(f"node {node} existed before enrolment {enrolment_id} issued its join URL")
+            self.state.set_enrolment_state(enrolment_id, "issued", node_uid=uid)
+        patch: dict[str, Any] = {"labels": dict(labels), "annotations": dict(annotations)}
+        if uid:
+            patch["uid"] = uid  # the API server refuses the patch if the Node was replaced meanwhile
+        kube.merge_patch(ref, {"metadata": patch})
         return True
 
     # --- launch configurations ---------------------------------------------------------------
@@ -316,7 +488,12 @@ class Hub:
         cluster_token = secrets.token_hex(16)  # ≥ 32 characters, as add-node requires
         argv = [self.settings.microk8s, "add-node", "--token", cluster_token, "--token-ttl", str(ttl),
                 "--format", "json"]
-        result = self.runner.run(argv, timeout=60)
+        try:
+            result = self.runner.run(argv, timeout=60)
+        except HybridError as exc:  # its message would show the argv, which holds the cluster token
+            raise PermanentError("microk8s add-node failed: no launch configuration written",
+                                 details=f"exit code {getattr(exc, 'returncode', '?')}",
+                                 resolution="check `microk8s status` on this node and retry") from None
         try:
             urls = protocol.parse_add_node_output(result.stdout)
         except (ValueError, TypeError):
@@ -340,8 +517,29 @@ def enrolment_string(token: Token, hub_info: Mapping[str, Any]) -> str:
 # --- HTTP ------------------------------------------------------------------------------------------
 
 
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,7}")  # ASCII digits only: str.isdigit() accepts '²' and '٣'
+
+
+class BadRequest(Exception):
+    """A request the hub will not parse (answered 400/411/413, never with a traceback)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def content_length(values: list[str] | None) -> int | None:
+    """The one Content-Length of a request, parsed strictly (None: absent)."""
+    if not values:
+        return None
+    if len(values) != 1 or not _CONTENT_LENGTH.fullmatch(values[0].strip(" \t")):
+        raise BadRequest(400, "malformed Content-Length")
+    return int(values[0].strip(" \t"))
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     server: _Server
+    _headers_buffer: list[bytes]  # BaseHTTPRequestHandler's (send_header appends, flush_headers writes)
     protocol_version = "HTTP/1.1"
     server_version = "hybrid-knative-hub"
     sys_version = ""
@@ -357,15 +555,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-store")
         if reply.status in (429, 503):
             self.send_header("Retry-After", "2")
-        if reply.status >= 400:
-            self.send_header("Connection", "close")
-            self.close_connection = True
-        self.end_headers()
-        self.wfile.write(data)
+        self.send_header("Connection", "close")  # one request per connection: the deadline covers it whole
+        self.close_connection = True
+        # headers and body in ONE write: two small writes stall ~40 ms on Nagle + delayed ACK
+        self._headers_buffer.append(b"\r\n" + data)
+        self.flush_headers()
 
     def _guard(self, fn: Callable[[], Reply]) -> None:
         try:
             reply = fn()
+        except BadRequest as exc:
+            reply = Reply(exc.status, {"error": str(exc)})
+        except (OSError, ValueError):  # the client went away, timed out or sent a short body
+            self.close_connection = True
+            return
         except Exception:  # never a 500 with a traceback: log it, answer uniformly
             log.exception("internal error while serving %s", self.path[:100])
             reply = Reply(503, {"error": "the hub could not handle the request; retry later"})
@@ -381,29 +584,39 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._guard(self._post)
 
     def _get(self) -> Reply:
+        self.server.request_read(self.connection)
         if self.path == protocol.PATH_CA:
             hub = self.server.hub
             return Reply(200, {"ca": hub.pki.ca_pem().decode("ascii"), "cluster": hub.settings.cluster_name})
         return Reply(404, {"error": "not found"})
 
+    def _read_body(self, length: int) -> bytes:
+        raw = self.rfile.read(length)
+        if len(raw) != length:
+            raise BadRequest(400, "the body is shorter than its Content-Length")
+        return raw
+
     def _post(self) -> Reply:
         hub = self.server.hub
         source = str(self.client_address[0])
-        length_text = self.headers.get("Content-Length")
+        if self.headers.get_all("Transfer-Encoding"):
+            raise BadRequest(411, "Content-Length required (no Transfer-Encoding)")
+        length = content_length(self.headers.get_all("Content-Length"))
         if self.path not in (protocol.PATH_HELLO, protocol.PATH_ENROL):
             # read a (small) body first: closing a TLS socket with unread data resets the connection,
             # and the client would lose the 404
-            if length_text is not None and length_text.isdigit() and int(length_text) <= protocol.MAX_BODY:
-                self.rfile.read(int(length_text))
+            if length is not None and length <= protocol.MAX_BODY:
+                self._read_body(length)
+            self.server.request_read(self.connection)
             return Reply(404, {"error": "not found"})
-        if length_text is None or not length_text.isdigit():
-            return Reply(411, {"error": "Content-Length required"})
-        length = int(length_text)
+        if length is None:
+            raise BadRequest(411, "Content-Length required")
         if length > protocol.MAX_BODY:
-            return Reply(413, {"error": "request too large"})
-        raw = self.rfile.read(length)  # read before any answer, so that closing never resets the reply
+            raise BadRequest(413, "request too large")
+        raw = self._read_body(length)  # read before any answer, so that closing never resets the reply
+        self.server.request_read(self.connection)
         if not hub.limiter.allow(source):
-            hub.state.audit("rate-limited", source=source)
+            hub.refusals.count("rate-limited", source)
             return Reply(429, {"error": "too many requests; retry later"})
         ctype = (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
         if ctype != "application/json":
@@ -417,7 +630,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         return hub.enrol(body, source)
 
 
+@dataclasses.dataclass
+class _Conn:
+    fd: int
+    source: str
+    deadline: float
+
+
 class _Server(http.server.ThreadingHTTPServer):
+    """A thread per connection, bounded: at most ``max_connections`` open (``max_per_source`` per source
+    address); each must deliver its whole request within ``handshake_timeout`` seconds of being
+    accepted (a reaper shuts down those that do not), whatever pace it trickles bytes at."""
+
     daemon_threads = True
     request_queue_size = 128
 
@@ -425,7 +649,93 @@ class _Server(http.server.ThreadingHTTPServer):
         self.hub = hub
         self.tls = hub.pki.server_context()
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self._conn_lock = threading.Lock()
+        self._per_source: dict[str, int] = {}
+        self._conns: dict[int, _Conn] = {}
+        self._closing = threading.Event()
         super().__init__(address, _Handler)
+        self._reaper = threading.Thread(target=self._reap, name="hub-reaper", daemon=True)
+        self._reaper.start()
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        conn, addr = super().get_request()
+        with contextlib.suppress(OSError):
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return conn, addr
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        source = str(client_address[0])
+        settings = self.hub.settings
+        with self._conn_lock:
+            mine = self._per_source.get(source, 0)
+            busy = mine >= settings.max_per_source
+            if not busy and len(self._conns) >= settings.max_connections:
+                # full: a source with fewer open connections evicts one still-unfinished request of the
+                # source with the most (many-address floods cannot lock out a device with one address)
+                busy = not self._evict_from_heaviest(mine)
+            if not busy:
+                self._per_source[source] = self._per_source.get(source, 0) + 1
+                self._conns[id(request)] = _Conn(request.fileno(), source,
+                                                 time.monotonic() + settings.handshake_timeout)
+        if busy:
+            self.hub.refusals.count("connection-limit", source)
+            with contextlib.suppress(OSError):
+                request.close()  # no thread, no TLS: the fd is freed at once
+            return
+        try:
+            super().process_request(request, client_address)
+        except Exception:  # e.g. no thread could be started
+            self.shutdown_request(request)
+
+    def _evict_from_heaviest(self, mine: int) -> bool:
+        heaviest = max(self._per_source, key=lambda src: self._per_source[src], default=None)
+        if heaviest is None or self._per_source[heaviest] <= mine + 1:
+            return False
+        victim = next((c for c in self._conns.values() if c.source == heaviest and math.isfinite(c.deadline)), None)
+        if victim is None:
+            return False
+        victim.deadline = -math.inf  # the reaper's next pass would do it too; do it now
+        self._shut(victim)
+        self.hub.refusals.count("evicted", heaviest)
+        return True
+
+    @staticmethod
+    def _shut(conn: _Conn) -> None:
+        with contextlib.suppress(OSError), socket.fromfd(conn.fd, socket.AF_INET, socket.SOCK_STREAM) as dup:
+            dup.shutdown(socket.SHUT_RDWR)  # unblocks the handshake/read in its thread
+
+    def _forget(self, request: Any) -> None:
+        """Before the connection's fd is closed (so that the reaper never touches a reused fd)."""
+        with self._conn_lock:
+            conn = self._conns.pop(id(request), None)
+            if conn is not None:
+                left = self._per_source.get(conn.source, 1) - 1
+                if left > 0:
+                    self._per_source[conn.source] = left
+                else:
+                    self._per_source.pop(conn.source, None)
+
+    @property
+    def open_connections(self) -> int:
+        with self._conn_lock:
+            return len(self._conns)
+
+    def request_read(self, tls: Any) -> None:
+        """The request is in: from here on the hub's own work (add-node) may take its time."""
+        fd = tls.fileno()
+        with self._conn_lock:
+            for conn in self._conns.values():
+                if conn.fd == fd:
+                    conn.deadline = math.inf
+
+    def _reap(self) -> None:
+        while not self._closing.wait(0.25):
+            now = time.monotonic()
+            with self._conn_lock:  # held while shutting down: _forget (before close) cannot interleave
+                for conn in self._conns.values():
+                    if conn.deadline < now:
+                        conn.deadline = math.inf
+                        self._shut(conn)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         request.settimeout(self.hub.settings.handshake_timeout)
@@ -436,8 +746,18 @@ class _Server(http.server.ThreadingHTTPServer):
         try:
             _Handler(tls, client_address, self)
         finally:
+            self._forget(request)
             with contextlib.suppress(OSError):
                 tls.close()
+
+    def shutdown_request(self, request: Any) -> None:
+        self._forget(request)
+        with contextlib.suppress(OSError):
+            request.close()
+
+    def server_close(self) -> None:
+        self._closing.set()
+        super().server_close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.debug("connection from %s ended with an error", client_address[0] if client_address else "?",

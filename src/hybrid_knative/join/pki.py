@@ -50,6 +50,9 @@ def ensure_pki(folder: Path, *, cluster_name: str, addresses: Sequence[str] = ()
     The CA is created once and kept (its fingerprint is in every enrolment string). The server
     certificate is re-issued by the same CA when it is missing or about to expire.
     """
+    if not folder.parent.is_dir():  # the hub's state folder: private whatever the umask
+        folder.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        folder.parent.chmod(0o700)
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700)
     ca_cert_path, ca_key_path = folder / "ca.crt", folder / "ca.key"

@@ -29,9 +29,11 @@ from hybrid_knative.system.files import atomic_write
 
 SCHEMA = 1
 MAX_AUDIT_BYTES = 4 * 1024 * 1024
+NOISE_INTERVAL = 60.0  # seconds between two aggregated records of refused requests
+MAX_NOISE_SOURCES = 1000  # distinct sources named per record (the rest are only counted)
 Clock = Callable[[], float]
 
-EnrolmentState = Literal["pending", "approved", "issued", "joined"]
+EnrolmentState = Literal["pending", "approved", "issued", "joined", "refused"]
 RefusalReason = Literal["unknown", "wrong-secret", "expired", "used-up", "revoked"]
 
 _LABEL_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -39,6 +41,7 @@ _LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 _RESERVED_PREFIXES = ("kubernetes.io", "k8s.io", "hybrid-knative.io")
 _ENROLMENT_ID = re.compile(r"^[0-9a-f]{12}$")
+_HELLO_KEY = re.compile(r"[0-9a-f]{64}")
 
 
 def hash_secret(secret: str) -> str:
@@ -130,7 +133,8 @@ class HubState:
     def __init__(self, folder: Path, *, clock: Clock = time.time) -> None:
         self.folder = folder
         self.path = folder / "state.json"
-        self.audit_path = folder / "audit.jsonl"
+        self.audit_path = folder / "audit.jsonl"  # security events: tokens, enrolments, refusals, labels
+        self.noise_path = folder / "noise.jsonl"  # aggregated floods (rate limits, connection limits)
         self._lock_path = folder / "state.lock"
         self._thread_lock = threading.RLock()
         self.clock = clock
@@ -141,7 +145,9 @@ class HubState:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         with self._thread_lock:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            if not self.folder.is_dir():
+                self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+                os.chmod(self.folder, 0o700)  # mkdir's mode is masked by umask (and 000 would leave 0777)
             fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
@@ -178,25 +184,29 @@ class HubState:
         with self._locked():
             return self._load()
 
-    def audit(self, event: str, **fields: Any) -> None:
+    def audit(self, event: str, *, path: Path | None = None, **fields: Any) -> None:
         """Append one audit record (never a secret: callers pass ids, reasons and addresses only)."""
         record = {"time": round(self.clock(), 3), "event": event, **fields}
         line = json.dumps(record, sort_keys=True) + "\n"
+        target = path or self.audit_path
         with self._locked():
-            if self.audit_path.exists() and self.audit_path.stat().st_size > MAX_AUDIT_BYTES:
-                os.replace(self.audit_path, self.audit_path.with_suffix(".jsonl.1"))
-            fd = os.open(self.audit_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+            if target.exists() and target.stat().st_size > MAX_AUDIT_BYTES:
+                os.replace(target, target.with_suffix(".jsonl.1"))
+            fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
             try:
                 os.write(fd, line.encode("utf-8"))
             finally:
                 os.close(fd)
 
-    def audit_records(self) -> list[dict[str, Any]]:
+    def audit_records(self, path: Path | None = None) -> list[dict[str, Any]]:
         try:
-            text = self.audit_path.read_text(encoding="utf-8")
+            text = (path or self.audit_path).read_text(encoding="utf-8")
         except FileNotFoundError:
             return []
         return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def noise_records(self) -> list[dict[str, Any]]:
+        return self.audit_records(self.noise_path)
 
     # --- tokens ----------------------------------------------------------------------------------
 
@@ -233,6 +243,12 @@ class HubState:
         self.audit("token-revoked", token_id=token_id)
         return info
 
+    def delete_token(self, token_id: str) -> None:
+        """Forget a token that was never handed out (e.g. its launch configuration failed)."""
+        with self.transaction() as data:
+            data["tokens"].pop(token_id, None)
+        self.audit("token-deleted", token_id=token_id)
+
     def check_token(self, data: Mapping[str, Any], token: Token, now: float) -> RefusalReason | None:
         """None when the token may be used now; else why not. Constant-time in the secret."""
         record = data["tokens"].get(token.token_id)
@@ -250,8 +266,23 @@ class HubState:
         data = self.read()
         record = data["tokens"].get(token_id)
         digest = record["hash"] if record is not None else hmac.new(
-            self._dummy_hash.encode(), token_id.encode("utf-8", "replace"), hashlib.sha256).hexdigest()
+            self._hello_key(), token_id.encode("utf-8", "replace"), hashlib.sha256).hexdigest()
         return bytes.fromhex(digest)
+
+    def _hello_key(self) -> bytes:
+        """A persistent random key for unknown ids: their proof must not change when the hub restarts
+        (a changing answer would tell an observer the id does not exist)."""
+        path = self.folder / "hello.key"
+        with self._locked():
+            try:
+                text = path.read_text(encoding="ascii").strip()
+                if _HELLO_KEY.fullmatch(text):
+                    return bytes.fromhex(text)
+            except (OSError, UnicodeDecodeError):
+                pass
+            key = secrets.token_hex(32)
+            atomic_write(path, key + "\n", mode=0o600)
+            return bytes.fromhex(key)
 
     # --- enrolments ------------------------------------------------------------------------------
 
@@ -285,3 +316,40 @@ class HubState:
                 record["state"] = state
                 record["updated"] = self.clock()
                 record.update(extra)
+
+
+class NoiseCounter:
+    """Refusals an attacker can cause at will (rate limits, connection limits): counted per kind and
+    source, written as ONE record per interval to ``noise.jsonl`` — never into the audit log, so a
+    flood can neither rotate the security history away nor fill the disk."""
+
+    def __init__(self, state: HubState, *, interval: float = NOISE_INTERVAL,
+                 clock: Clock = time.monotonic) -> None:
+        self.state, self.interval, self.clock = state, interval, clock
+        self._lock = threading.Lock()
+        self._counts: dict[str, dict[str, int]] = {}
+        self._others: dict[str, int] = {}
+        self._since = clock()
+
+    def count(self, kind: str, source: str) -> None:
+        with self._lock:
+            per_source = self._counts.setdefault(kind, {})
+            if source in per_source or sum(len(c) for c in self._counts.values()) < MAX_NOISE_SOURCES:
+                per_source[source] = per_source.get(source, 0) + 1
+            else:
+                self._others[kind] = self._others.get(kind, 0) + 1
+            due = self.clock() - self._since >= self.interval
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            counts, others = self._counts, self._others
+            self._counts, self._others, self._since = {}, {}, self.clock()
+        if counts or others:
+            totals = {k: sum(v.values()) + others.get(k, 0) for k, v in counts.items()}
+            for kind, n in others.items():
+                totals.setdefault(kind, n)
+            with contextlib.suppress(OSError):
+                self.state.audit("refusals", path=self.state.noise_path, totals=totals, sources=counts,
+                                 unnamed_sources=others)

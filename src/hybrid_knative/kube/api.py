@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,9 +20,9 @@ from lightkube.core.resource_registry import resource_registry
 from lightkube.generic_resource import create_global_resource, create_namespaced_resource
 from lightkube.types import PatchType
 
-from hybrid_knative.config import KubeVersion
 from hybrid_knative.errors import ConfigError, PermanentError, TemporaryError
 from hybrid_knative.kube.objects import Manifest, ObjectRef, ref_of
+from hybrid_knative.versions import KubeVersion
 
 FIELD_MANAGER = "hybrid-knative"
 T = TypeVar("T")
@@ -211,6 +211,39 @@ class KubeApi:
             return [o for o in found if _labels_match(o, labels or {})]
 
         return self._call(f"list {kind} in {namespace or 'all namespaces'}", fetch, write=False)
+
+
+    def pod_log(self, namespace: str, name: str, *, container: str | None = None, follow: bool = False,
+                tail_lines: int | None = None, since_seconds: int | None = None) -> Iterator[str]:
+        """A Pod's log lines (the ``log`` subresource); with ``follow`` the stream stays open."""
+        self.counters.reads += 1
+        try:
+            yield from self._client.log(name, namespace=namespace, container=container, follow=follow,
+                                        tail_lines=tail_lines, since=since_seconds)
+        except ApiError as exc:
+            if exc.status.code in (400, 404):  # container not started yet / pod gone: nothing to read
+                return
+            raise PermanentError(f"logs of pod {namespace}/{name}: {exc.status.message}",
+                                 resolution=_resolution_for(int(exc.status.code or 0))) from exc
+        except httpx2.TransportError as exc:
+            raise TemporaryError(f"logs of pod {namespace}/{name}: cannot reach the API server: {exc}") from exc
+
+    def service_proxy(self, method: str, namespace: str, service: str, path: str, *, body: bytes = b"",
+                      headers: dict[str, str] | None = None, timeout: float = 30.0) -> tuple[int, bytes]:
+        """An HTTP request to a cluster Service through the API server's service proxy
+        (``/api/v1/namespaces/NS/services/NAME[:PORT]/proxy/PATH``); returns (status, body)."""
+        url = f"/api/v1/namespaces/{namespace}/services/{service}/proxy/{path.lstrip('/')}"
+
+        def call() -> tuple[int, bytes]:
+            with adapter_client(self._config, ConnectionParams(trust_env=False)) as http:
+                resp = http.request(method, url, content=body, headers=headers or {}, timeout=timeout)
+                return resp.status_code, resp.content
+
+        self.counters.writes += 1
+        try:
+            return call()
+        except httpx2.TransportError as exc:
+            raise TemporaryError(f"{method} {url}: cannot reach the API server at {self.server}: {exc}") from exc
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:

@@ -24,6 +24,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from hybrid_knative.errors import ConfigError
+from hybrid_knative.options import GPU_MODES
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -717,3 +720,29 @@ def _field(data: Mapping[str, Any], key: str, kind: type[Any]) -> Any:
 
 def _optional_field(data: Mapping[str, Any], key: str, kind: type[Any]) -> Any:
     return None if data.get(key) is None else _field(data, key, kind)
+
+
+def choose_vendor(mode: str, report: GpuReport | None) -> GpuVendor | None:
+    """What to install for ``--gpu MODE`` given what the host has. Raises ConfigError for `amd` without one."""
+    if mode not in GPU_MODES:
+        raise ConfigError(f"unknown --gpu {mode!r}", resolution=f"use one of: {', '.join(GPU_MODES)}")
+    if mode == "none":
+        return None
+    state = report.state if report is not None else "unknown"
+    if mode == "amd":
+        if state != "amd":
+            reason = report.reason if report is not None else "no GPU facts for this host"
+            raise ConfigError(
+                "--gpu amd: this node has no usable AMD GPU",
+                details=reason,
+                resolution="install the amdgpu driver (e.g. `sudo apt install amdgpu-dkms` from AMD's ROCm "
+                "repository) and reboot, or use --gpu auto / --gpu none",
+            )
+        return "amd"
+    if mode == "nvidia":
+        return "nvidia"
+    if state == "amd":
+        return "amd"
+    if state == "nvidia":
+        return "nvidia"
+    return None

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from hybrid_knative.airgap.bundle import unpack
 from hybrid_knative.airgap.importer import Target, import_images
-from hybrid_knative.install.context import Context, RenderContext
+from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.objects import Manifest
+from hybrid_knative.platform.context import Context, RenderContext
+from hybrid_knative.platform.preview import Change
 
 NAME = "import_images"
 TITLE = "Import the bundle's images"
@@ -24,3 +26,11 @@ def run(ctx: Context, objs: list[Manifest]) -> None:
     report = import_images(unpacked, Target.cluster(ctx.config.snap), runner=ctx.runner, status=ctx.status,
                            state_dir=state)
     ctx.status.detail(f"{len(report.imported)} images imported, {len(report.skipped)} already there")
+
+
+def preview(rc: RenderContext, kube: KubeApi | None) -> list[Change]:
+    bundle = rc.config.bundle
+    if bundle is None:
+        return []
+    return [Change("command", f"import every image of {bundle.name} into every node",
+                   "microk8s images import < <one image archive at a time>", "run")]

@@ -1,0 +1,1 @@
+"""Functions: project files, templates, daemonless builds, deploy by digest, invoke, logs, events."""

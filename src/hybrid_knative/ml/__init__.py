@@ -1,0 +1,1 @@
+"""Kubeflow-lite: KServe serving, the model store, GridFS, training, webhook certificates."""
