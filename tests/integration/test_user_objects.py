@@ -101,3 +101,14 @@ def test_objects_labelled_managed_by_hybrid_knative_are_not_users(cluster: Clust
                                                              **{"app.kubernetes.io/managed-by": "hybrid-knative"}))
     addon.disable(cluster.config(), QUIET)  # no refusal
     assert not cluster.marker.exists()
+
+
+def test_delete_user_models_is_the_same_as_destroy_user_objects(cluster: Cluster) -> None:
+    """ml's older flag: one mechanism for users' objects of every component's CRDs."""
+    enabled_with_users(cluster)
+    result = CliRunner().invoke(cli, ["disable", "--delete-user-models", *cluster.cli_args(install=False)])
+    assert result.exit_code == 0, result.output
+    assert cluster.server.get(SERVING, "services", "orders", "default") is None
+    assert cluster.server.get("apiextensions.k8s.io/v1", "customresourcedefinitions",
+                              "services.serving.knative.dev") is None
+    assert not cluster.marker.exists()
