@@ -9,8 +9,8 @@ way real images do (the six Knative stand-ins share one base, Envoy and pause an
    separate per-image archives of the same images (`skopeo copy --all docker://… oci-archive:…` per image),
    i.e. the de-duplication ratio; plus the time of each.
 2. Import: `bundle import --node` (verify + unpack + `ctr images import --all-platforms` per image) into a
-   fresh real containerd, next to a raw `ctr images import --all-platforms` of the per-image archives into
-   another fresh containerd; MB/s over the same logical content (the per-image archives' bytes).
+   fresh real containerd, alternating run by run with a raw `ctr images import --all-platforms` of the
+   per-image archives into another fresh containerd; MB/s over the same logical content (the per-image archives' bytes).
 
 Needs skopeo and docker-registry (section 1) and containerd + ctr (section 2); a missing binary skips the
 section with a note. Every daemon is stopped and every temporary file removed, whatever happens.
@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.stats import Spread, goal  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 from tests.airgap.conftest import Containerd, start_containerd, start_registry  # noqa: E402
 from tests.airgap.tinyimages import write_image  # noqa: E402
@@ -41,7 +41,7 @@ from hybrid_knative.cli.main import cli  # noqa: E402
 ARCHES = ("amd64", "arm64", "s390x")  # every image publishes these; the bundle asks for amd64,arm64
 BASE_MB = 4  # each of the two shared base layers (incompressible bytes, gzip keeps the size)
 OWN_MB = 1  # each image's own layer per platform (hex text: about half after gzip)
-REPEAT = 3  # import runs per method (a fresh containerd each), median reported
+REPEAT = 5  # paired import runs (a fresh containerd each, order alternating), median reported
 KNATIVE = "gcr.io/knative-releases/knative.dev"
 IMAGES: dict[str, str] = {  # image -> which shared base it is built on
     **{f"{KNATIVE}/serving/cmd/{c}:v1.23.0": "distroless" for c in
@@ -159,21 +159,22 @@ def bench_airgap() -> None:
         if missing:
             print(f"\nimport section skipped: {', '.join(missing)} not installed (apt install containerd)")
             return
-        print(f"\n{'import (median of ' + str(REPEAT) + ', fresh containerd)':<42} {'seconds':>8} {'MB/s':>7} "
-              f"{'vs raw':>7} {'images':>6} {'blobs':>6}")
-        rows: dict[str, tuple[float, tuple[int, int]]] = {}
-        for method in ("raw ctr images import --all-platforms", "bundle import --node"):
-            times = []
-            counts = (0, 0)
-            for run in range(REPEAT):
-                ctd, proc = start_containerd(root / f"ctd-{len(rows)}-{run}")
+        print(f"\n{'import (' + str(REPEAT) + ' paired runs, fresh containerd each)':<42} {'seconds':>26} "
+              f"{'MB/s':>7} {'images':>6} {'blobs':>6}")
+        methods = ("raw ctr images import --all-platforms", "bundle import --node")
+        times: dict[str, list[float]] = {m: [] for m in methods}
+        counts: dict[str, tuple[int, int]] = {}
+        for run in range(REPEAT):
+            # alternate which method goes first, so drifting load hits both alike
+            for method in (methods if run % 2 == 0 else tuple(reversed(methods))):
+                ctd, proc = start_containerd(root / f"ctd-{methods.index(method)}-{run}")
                 procs.append(proc)
                 try:
                     if method.startswith("raw"):
                         def raw(ctd: Containerd = ctd) -> None:
                             for _, path in per_image:
                                 _run([*ctd.ctr, "images", "import", "--all-platforms", str(path)])
-                        times.append(_timed(raw))
+                        times[method].append(_timed(raw))
                     else:
                         # a fresh link per run: `bundle import` reuses an already unpacked copy of the same file
                         link = root / f"run-{run}.bundle"
@@ -181,20 +182,29 @@ def bench_airgap() -> None:
                         args = ["bundle", "import", "-q", str(link), "--node", "--ctr", " ".join(ctd.ctr),
                                 "--state-dir", str(root / f"import-state-{run}")]
                         res: list[object] = []
-                        times.append(_timed(lambda args=args, res=res: res.append(CliRunner().invoke(cli, args))))
+                        def ours(args: list[str] = args, res: list[object] = res) -> None:
+                            res.append(CliRunner().invoke(cli, args))
+                        times[method].append(_timed(ours))
                         if getattr(res[0], "exit_code", 1) != 0:
                             print(f"bundle import failed: {getattr(res[0], 'output', '')[-400:]}")
                             return
-                    counts = _counts(ctd)
+                    counts[method] = _counts(ctd)
                 finally:
                     _stop(proc)
                     procs.remove(proc)
                     shutil.rmtree(ctd.root, ignore_errors=True)
-            rows[method] = (statistics.median(times), counts)
-        raw_s = rows["raw ctr images import --all-platforms"][0]
-        for method, (seconds, (n_images, n_blobs)) in rows.items():
-            print(f"{method:<42} {seconds:>8.2f} {separate_bytes / 1e6 / seconds:>7.1f} {seconds / raw_s:>7.2f} "
+        spreads = {m: Spread(tuple(v)) for m, v in times.items()}
+        for method in methods:
+            n_images, n_blobs = counts[method]
+            sp = spreads[method]
+            print(f"{method:<42} {sp.fmt(digits=2):>26} {separate_bytes / 1e6 / sp.median:>7.1f} "
                   f"{n_images:>6} {n_blobs:>6}")
+        raw_times, ours_times = times[methods[0]], times[methods[1]]
+        throughput = Spread(tuple(r / o for r, o in zip(raw_times, ours_times, strict=True)))
+        goal("bundle import throughput", measured=f"{spreads[methods[1]].median:.2f} s",
+             baseline=f"raw ctr import {spreads[methods[0]].median:.2f} s", ratio=throughput.median,
+             goal="≥ 0.9x raw throughput", met=throughput.median >= 0.9)
+        print(f"  throughput ratio per pair (raw s / bundle s): {throughput.fmt(digits=2)}")
         print(f"(MB/s over the same {_mb(separate_bytes)} MB of image content; bundle import includes verifying "
               f"every sha256 and unpacking the {_mb(bundle_bytes)} MB bundle)")
     finally:

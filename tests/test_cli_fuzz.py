@@ -28,7 +28,10 @@ class Stop(BaseException):
 
 
 def leaves(group: click.Group, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], click.Command]]:
-    for name, cmd in sorted(group.commands.items()):
+    ctx = click.Context(group)  # list/get_command: the lazy group loads its feature commands on request
+    for name in sorted(group.list_commands(ctx)):
+        cmd = group.get_command(ctx, name)
+        assert cmd is not None, name
         if isinstance(cmd, click.Group):
             yield from leaves(cmd, (*path, name))
         else:

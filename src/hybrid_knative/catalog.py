@@ -119,9 +119,12 @@ def _mm(v: KubeVersion) -> tuple[int, int]:
     return (v.major, v.minor)
 
 
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when there: `versions` reads 19 files
+
+
 def _load_yaml(path: Path) -> Any:
     with path.open(encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
+        return yaml.load(fh, Loader=_LOADER)  # noqa: S506 - a safe loader
 
 
 @functools.lru_cache(maxsize=4)

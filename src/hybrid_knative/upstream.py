@@ -77,8 +77,10 @@ class UpstreamStore:
     cache_dir: Path | None = None
     fetch: Fetcher | None = None  # None = offline
     _verified: dict[str, Path] = dataclasses.field(default_factory=dict)
+    opened: list[UpstreamFile] = dataclasses.field(default_factory=list)  # every path() asked for (benchmarks)
 
     def path(self, f: UpstreamFile) -> Path:
+        self.opened.append(f)
         if f.path in self._verified:
             return self._verified[f.path]
         for folder in self.search_dirs:

@@ -75,11 +75,39 @@ def test_smoke_service_answers_then_enabled(cluster: Cluster, net: tuple) -> Non
     assert env["TARGET"] == URL and job["spec"]["ttlSecondsAfterFinished"] > 0
     assert "wget" in job["spec"]["template"]["spec"]["containers"][0]["command"][-1]
 
-    # re-run: the service is unchanged; the only write is a fresh pod-side probe
+    # re-run with default flags: nothing changed since the verified enable → no write at all, one LIST per
+    # kind instead of a GET per object, no object read twice, and no probe (issue 13: 0 writes, ≤ 40 requests)
     cluster.server.reset_requests()
-    addon.enable(cluster.config(verify=True, eventing=False), QUIET, probes=probes_for(dns, port))
+    again = addon.enable(cluster.config(verify=True, eventing=False), QUIET, probes=probes_for(dns, port))
+    requests = list(cluster.server.requests)
+    assert cluster.server.writes() == [] and again.written == 0
+    assert len(requests) <= 40, len(requests)
+    reads = [(r.method, r.path, r.query) for r in requests]
+    assert sorted({x for x in reads if reads.count(x) > 1}) == []  # e.g. the kourier Service once, not 6x
+    assert any(r.path == "/apis/apps/v1/deployments" for r in requests)  # the LIST that replaced the GETs
+    assert smoke_jobs(cluster) == [job] and again.smoke_url == URL
+
+    # --verify: the probes run again although nothing changed; the only write is a fresh pod-side probe
+    cluster.server.reset_requests()
+    addon.enable(cluster.config(verify=True, verify_always=True, eventing=False), QUIET, probes=probes_for(dns, port))
     writes = cluster.server.writes()
     assert len(writes) == 1 and "/namespaces/default/jobs/hk-smoke-probe-" in writes[0].path
+
+    # something changed (a platform object deleted behind our back): it is re-applied and verified again
+    cluster.server.delete_object("v1", "configmaps", "config-domain", "knative-serving")
+    cluster.server.reset_requests()
+    before = len(smoke_jobs(cluster))
+    repaired = addon.enable(cluster.config(verify=True, eventing=False), QUIET, probes=probes_for(dns, port))
+    paths = [w.path for w in cluster.server.writes()]
+    assert any(p.endswith("/namespaces/knative-serving/configmaps/config-domain") for p in paths), paths
+    assert repaired.written >= 2 and len(smoke_jobs(cluster)) == before + 1
+
+    # --no-verify after a change leaves the record unverified: the next default run proves it again
+    cluster.server.delete_object("v1", "configmaps", "config-domain", "knative-serving")
+    addon.enable(cluster.config(verify=False, eventing=False), QUIET, probes=probes_for(dns, port))
+    before = len(smoke_jobs(cluster))
+    addon.enable(cluster.config(verify=True, eventing=False), QUIET, probes=probes_for(dns, port))
+    assert len(smoke_jobs(cluster)) == before + 1
 
     addon.disable(cluster.config(eventing=False), QUIET)
     assert cluster.server.get("serving.knative.dev/v1", "services", "hello", "default") is None

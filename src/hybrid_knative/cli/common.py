@@ -69,8 +69,9 @@ def platform_options(fn: F) -> F:
                       help="Install Knative Eventing (in-memory channel, MT channel broker) and a default Broker.")(fn)
     fn = click.option("--broker-namespace", default="default", show_default=True,
                       help="Namespace of the default Broker (created when missing).")(fn)
-    fn = click.option("--verify/--no-verify", "verify", default=True, show_default=True,
-                      help="Before marking enabled, prove a smoke service answers from this host and from a pod.")(fn)
+    fn = click.option("--verify/--no-verify", "verify", default=None,
+                      help="Before marking enabled, prove a smoke service answers from this host and from a pod. "
+                      "Default: when something changed since the last verified enable; --verify: always.")(fn)
     fn = click.option("--gpu", type=click.Choice(GPU_MODES), default="auto", show_default=True,
                       help="GPU support: auto-detect on this node; amd (ROCm device plugin, needs the amdgpu "
                       "driver); nvidia (MicroK8s's nvidia addon); none.")(fn)
@@ -136,6 +137,10 @@ def build_target(*, kubeconfig: Path | None, context: str | None, state_dir: Pat
 def build_config(*, kubeconfig: Path | None, context: str | None, state_dir: Path | None,
                  wait_timeout: float, poll_interval: float, **extra: Any) -> Config:
     """A cluster target plus install options (enable, plan)."""
+    if "verify" in extra:  # --verify (True: always), --no-verify (False), neither (None: when something changed)
+        choice = extra.pop("verify")
+        extra["verify"] = choice is not False
+        extra["verify_always"] = choice is True
     return Config(kubeconfig=kubeconfig, context=context, wait_timeout=wait_timeout, poll_interval=poll_interval,
                   **_target_fields(kubeconfig, state_dir), **extra)
 

@@ -1,6 +1,8 @@
 """The `hybrid-knative` command. Thin: parse options → build a Config → call one function.
 
-Feature commands live in their own modules (cli/<feature>.py) and are registered at the bottom.
+Feature commands live in their own modules (cli/<feature>.py) and are registered at the bottom, one table
+line each, so that `--help` imports none of them (see cli/lazy.py). The use cases (addon, catalog) are
+imported inside the command that needs them, for the same reason.
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ from typing import Any
 
 import click
 
-from hybrid_knative import __version__, addon
-from hybrid_knative.catalog import load_catalog
 from hybrid_knative.cli.common import (
     EPILOG,
     SafeGroup,
@@ -25,14 +25,29 @@ from hybrid_knative.cli.common import (
     make_status,
     verbosity_options,
 )
+from hybrid_knative.cli.lazy import LazyGroup
 from hybrid_knative.config import KubeVersion
 from hybrid_knative.errors import ConfigError
 from hybrid_knative.system import marker
 
 
-@click.group(cls=SafeGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+class CliGroup(SafeGroup, LazyGroup):
+    """Every subcommand ends with a clear error (SafeGroup), and feature commands load on use (LazyGroup)."""
+
+
+def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from hybrid_knative import __version__  # importlib.metadata only now
+
+    click.echo(f"hybrid-knative, version {__version__}")
+    ctx.exit()
+
+
+@click.group(cls=CliGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
              epilog=EPILOG)
-@click.version_option(__version__, prog_name="hybrid-knative")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show the version and exit.")
 def cli() -> None:
     """Serverless on your own hardware: Knative Serving + Kourier on MicroK8s, with URLs that work.
 
@@ -57,6 +72,8 @@ def enable(verbose: int, quiet: bool, knative: str | None, upstream_dirs: tuple[
 
     Re-running changes nothing that is already in place; it repairs what is missing.
     """
+    from hybrid_knative import addon
+
     config = build_config(knative=knative, upstream_dirs=upstream_dirs, offline=offline, adopt=adopt, **cluster)
     status = make_status(verbose, quiet)
     outcome = addon.enable(config, status)
@@ -96,6 +113,8 @@ def disable(verbose: int, quiet: bool, user_objects: str | None, **cluster: Any)
     InferenceServices…), disable lists them and changes nothing unless you pass --destroy-user-objects
     or --keep-user-objects. Through MicroK8s: `sudo microk8s disable hybrid-knative --keep-user-objects`.
     """
+    from hybrid_knative import addon
+
     config = build_target(**cluster)
     addon.disable(config, make_status(verbose, quiet), user_objects=user_objects)
     click.echo("hybrid-knative: disabled.")
@@ -107,6 +126,8 @@ def disable(verbose: int, quiet: bool, user_objects: str | None, **cluster: Any)
 @handle_errors
 def status(verbose: int, quiet: bool, **cluster: Any) -> None:
     """Show whether hybrid-knative is enabled and each component's health. Exit 0 only when healthy."""
+    from hybrid_knative import addon
+
     config = build_target(**cluster)
     h = addon.health(config)
     shown = {marker.ENABLED: "yes", marker.UNVERIFIED: "yes (not verified: enabled with --no-verify)",
@@ -153,6 +174,8 @@ def plan(verbose: int, quiet: bool, output: Path, kubernetes_version: KubeVersio
     and every command; OUTPUT/plan.txt lists them all. With a cluster (--kubeconfig, or MicroK8s's when
     --kubernetes-version is not given) each item is marked create / update / unchanged — only reads.
     """
+    from hybrid_knative import addon
+
     if output.exists() and not output.is_dir():  # before the (slow) rendering
         raise ConfigError(f"--output {str(output)[:200]} exists and is not a folder",
                           resolution="choose a new or empty folder")
@@ -173,6 +196,8 @@ def plan(verbose: int, quiet: bool, output: Path, kubernetes_version: KubeVersio
 @cli.command("versions")
 def versions() -> None:
     """Show the supported Knative releases and the Kubernetes versions they need."""
+    from hybrid_knative.catalog import load_catalog
+
     catalog = load_catalog()
     click.echo("KNATIVE  MIN-KUBERNETES  COMPONENTS")
     for r in catalog.releases:
@@ -184,38 +209,48 @@ def main() -> None:
     cli(prog_name="hybrid-knative")
 
 
-# --- feature commands (each module defines its own click command or group) ----------------------
-# Registered here, one line each, so that `hybrid-knative --help` lists everything.
-from hybrid_knative.cli import bootstrap as _bootstrap  # noqa: E402
-
-cli.add_command(_bootstrap.bootstrap)
-from hybrid_knative.cli import join as _join  # noqa: E402
-
-cli.add_command(_join.hub)
-cli.add_command(_join.token)
-cli.add_command(_join.join)
-cli.add_command(_join.agent)
-cli.add_command(_join.nodes)
-from hybrid_knative.cli import bundle as _bundle  # noqa: E402
-
-cli.add_command(_bundle.bundle)
-from hybrid_knative.cli import doctor as _doctor  # noqa: E402
-
-cli.add_command(_doctor.doctor)
-from hybrid_knative.cli import gpu as gpu_cli  # noqa: E402
-
-cli.add_command(gpu_cli.group)
-from hybrid_knative.cli import dev as _dev  # noqa: E402
-
-for _command in _dev.COMMANDS:
-    cli.add_command(_command)
-from hybrid_knative.cli import ros2 as _ros2  # noqa: E402
-
-cli.add_command(_ros2.group)
-from hybrid_knative.cli import clone as _clone  # noqa: E402
-
-cli.add_command(_clone.clone)
-from hybrid_knative.cli import ml as _ml  # noqa: E402
-
-for _command in _ml.COMMANDS:  # model, train, certs
-    cli.add_command(_command)
+# --- feature commands ----------------------------------------------------------------------------
+# One line per command: name, "module:attribute" of its click command or group, and its one-line help
+# exactly as the command's own short help (the first sentence of its docstring, or its short_help=).
+# The module is imported only when the command runs (or shows its own --help), so `hybrid-knative --help`
+# stays fast; tests/unit/test_cli_lazy.py fails when a line drifts from the command's real help.
+# To add a command: define it in cli/<feature>.py (imports of heavy libraries at module level are fine
+# there) and add its line below.
+cli.add_lazy("bootstrap", "hybrid_knative.cli.bootstrap:bootstrap",
+             "From a fresh host to a live Knative service: install MicroK8s if missing, wait until it is ready, "
+             "register the hybrid-knative addon repository, run `microk8s enable hybrid-knative ENABLE-FLAGS…`, "
+             "verify it and print the URL of the smoke service.")
+cli.add_lazy("hub", "hybrid_knative.cli.join:hub", "The enrolment hub on the control plane (HTTPS + mDNS).")
+cli.add_lazy("token", "hybrid_knative.cli.join:token",
+             "Join tokens: create (prints an hk1: enrolment string), list, revoke.")
+cli.add_lazy("join", "hybrid_knative.cli.join:join", "Join this device to the cluster as a MicroK8s worker "
+             "(one-shot; retries with backoff until --timeout).")
+cli.add_lazy("agent", "hybrid_knative.cli.join:agent", "Daemon mode: keep trying (exponential backoff with "
+             "jitter) until this device has joined, then exit 0.")
+cli.add_lazy("nodes", "hybrid_knative.cli.join:nodes", "Enrolled devices (`nodes` = `nodes list`); `nodes approve ID`.")
+cli.add_lazy("bundle", "hybrid_knative.cli.bundle:bundle", "Air-gap bundles: everything `enable` needs "
+             "(images + pinned upstream files), verified, in one file.")
+cli.add_lazy("doctor", "hybrid_knative.cli.doctor:doctor", "Say why a Knative Service does not come up (or, "
+             "without KSVC, what is wrong with the platform).")
+cli.add_lazy("gpu", "hybrid_knative.cli.gpu:group", "GPUs: per-node status, and a PyTorch-on-ROCm example workload.")
+cli.add_lazy("new", "hybrid_knative.cli.dev:new",
+             "Create a function project from a template shipped with hybrid-knative (works offline).")
+cli.add_lazy("deploy", "hybrid_knative.cli.dev:deploy", "Build (buildah, no Docker daemon), push, deploy by digest, "
+             "wait until Ready and print the URL.")
+cli.add_lazy("invoke", "hybrid_knative.cli.dev:invoke", "Call a function: through DNS when its host name resolves "
+             "here, else through the ingress address with a Host header.")
+cli.add_lazy("logs", "hybrid_knative.cli.dev:logs", "A function's logs: its user container in every pod of every "
+             "revision, and the revisions' and pods' events (scheduling, image pulls, cold starts, crashes).")
+cli.add_lazy("events", "hybrid_knative.cli.dev:events",
+             "Send CloudEvents into a namespace's Broker, and watch what flows through it.")
+cli.add_lazy("delete", "hybrid_knative.cli.dev:delete",
+             "Remove exactly what deploy created for the project (found by its labels).")
+cli.add_lazy("ros2", "hybrid_knative.cli.ros2:group",
+             "ROS 2 topics as Knative events: a bridge between a robot's DDS graph and a Broker.")
+cli.add_lazy("clone", "hybrid_knative.cli.clone:clone",
+             "Copy your Knative objects and their images from this cluster to another one.")
+cli.add_lazy("model", "hybrid_knative.cli.ml:model", "Models: push a folder into the cluster's model store (sha256 "
+             "manifest), serve it, list what is there.")
+cli.add_lazy("train", "hybrid_knative.cli.ml:train", "Training with the Kubeflow Training Operator (PyTorchJob).")
+cli.add_lazy("certs", "hybrid_knative.cli.ml:certs", "Webhook certificates of KServe and the Training Operator "
+             "(made by hybrid-knative, no cert-manager).")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from hybrid_knative.catalog import Release
 from hybrid_knative.components.gpu_amd import rocm as gpu
 from hybrid_knative.config import Config, KubeVersion
@@ -14,6 +12,7 @@ from hybrid_knative.install.plan import RenderedStep, plan, render_plan
 from hybrid_knative.install.preflight import host_facts, render_context
 from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.objects import ref_of
+from hybrid_knative.manifests import dump_all
 from hybrid_knative.platform.context import HostFacts
 from hybrid_knative.platform.preview import live_get, object_change
 from hybrid_knative.progress import Status
@@ -58,8 +57,8 @@ def write_plan(config: Config, version: KubeVersion, output: Path, status: Statu
         if not r.objects:
             header += f"# (no objects; {len(extra)} other changes in {path.stem}.changes.txt)\n" if extra else \
                 "# (no objects and no other changes)\n"
-        docs = [f"# [{c.action or 'apply'}] {c.target}\n" + yaml.safe_dump(o, sort_keys=False)
-                for c, o in zip(items, r.objects, strict=True)]
+        docs = [f"# [{c.action or 'apply'}] {c.target}\n" + c.content  # the YAML object_change wrote once
+                for c in items]
         path.write_text(header + "---\n".join(docs), encoding="utf-8")
         written.append(path)
         summary.append(f"{index:>2}. {r.step.name} ({r.step.component}): {r.step.title}")
@@ -87,6 +86,6 @@ def _write_examples(rendered: list[RenderedStep], output: Path) -> list[Path]:
         objs = gpu.render_pytorch(kind=kind, render_gid=int(gid) if gid else None)
         path = examples / f"pytorch-rocm-{kind}.yaml"
         path.write_text("# PyTorch on ROCm: one AMD GPU, memory-backed /dev/shm, seccomp Unconfined, render group\n"
-                        + yaml.safe_dump_all(objs, sort_keys=False), encoding="utf-8")
+                        + dump_all(objs), encoding="utf-8")
         paths.append(path)
     return paths

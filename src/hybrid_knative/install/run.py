@@ -35,8 +35,10 @@ class Outcome:
 
 
 def wait_policy(config: ClusterTarget) -> WaitPolicy:
-    return WaitPolicy(timeout=config.wait_timeout, interval=config.poll_interval,
-                      max_interval=max(config.poll_interval, min(5.0, config.wait_timeout / 10)))
+    """Polls start at a quarter of --poll-interval and back off to it (1 s by default), never beyond: a
+    wait notices readiness within about a second (issue 13: 5 s steps made every wait ≈2.5 s late)."""
+    return WaitPolicy(timeout=config.wait_timeout, interval=config.poll_interval / 4,
+                      max_interval=config.poll_interval)
 
 
 def connect(config: ClusterTarget) -> KubeApi:
@@ -52,6 +54,23 @@ def load_record(config: ClusterTarget, kube: KubeApi) -> Record:
 def enable(config: Config, status: Status, *, kube: KubeApi | None = None, probes: HostProbes | None = None,
            runner: Runner | None = None) -> Outcome:
     kube = kube or connect(config)
+    with kube.remembering():  # no object is read twice unless something was written or waited for
+        return _enable(config, status, kube, probes=probes, runner=runner)
+
+
+def _forgetting(kube: KubeApi, policy: WaitPolicy) -> WaitPolicy:
+    """The policy whose sleeps first drop the remembered reads, so every poll after a sleep asks the server."""
+    sleep = policy.sleep
+
+    def forget_then_sleep(seconds: float) -> None:
+        kube.forget()
+        sleep(seconds)
+
+    return dataclasses.replace(policy, sleep=forget_then_sleep)
+
+
+def _enable(config: Config, status: Status, kube: KubeApi, *, probes: HostProbes | None,
+            runner: Runner | None) -> Outcome:
     version = kube.server_version()  # read-only preflight: nothing is written before this passes
     status.detail(f"API server {kube.server} runs Kubernetes {version}")
     rc = render_context(config, version, status, host_facts(config, kube, status))
@@ -63,9 +82,10 @@ def enable(config: Config, status: Status, *, kube: KubeApi | None = None, probe
     record.release = release.line
     for r in rendered:  # CRD kinds must be known before their objects can be applied
         kube.register_crds(o for o in r.objects if o["kind"] == "CustomResourceDefinition")
-    ctx = Context(render=rc, kube=kube, record=record, status=status, runner=runner or Runner(),
-                  waits=wait_policy(config), probes=probes or HostProbes())
     writes_before = kube.counters.writes
+    ctx = Context(render=rc, kube=kube, record=record, status=status, runner=runner or Runner(),
+                  waits=_forgetting(kube, wait_policy(config)), probes=probes or HostProbes(),
+                  writes_before=writes_before)
     # the marker exists from the first change on, as "incomplete" (system/marker.py): MicroK8s runs our
     # disable only while it exists; install/steps/mark_enabled.py says "enabled" at the end
     marker.write(config.effective_marker, marker.INCOMPLETE, release.line)
@@ -74,6 +94,8 @@ def enable(config: Config, status: Status, *, kube: KubeApi | None = None, probe
             try:
                 r.step.run(dataclasses.replace(ctx, component=r.step.component, step=r.step.name), r.objects)
             finally:
+                if not config.verify and kube.counters.writes > writes_before:
+                    record.verified = False  # changed and not proven: the next enable verifies
                 record.save()  # once per step, also when it failed half-way (disable must find what it applied)
     return Outcome(release=release, written=kube.counters.writes - writes_before, stats=ctx.stats, kube=kube,
                    smoke_url=verify_smoke_service.smoke_url(kube) if config.verify else None)

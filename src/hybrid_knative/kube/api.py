@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -25,6 +27,7 @@ from hybrid_knative.kube.objects import Manifest, ObjectRef, ref_of
 from hybrid_knative.versions import KubeVersion
 
 FIELD_MANAGER = "hybrid-knative"
+ALL_NAMESPACES = "*"  # lightkube's marker for a LIST across every namespace
 T = TypeVar("T")
 
 
@@ -37,13 +40,68 @@ class ApiCounters:
 
 
 class KubeApi:
-    """A thin, typed facade over the lightkube sync client."""
+    """A thin, typed facade over the lightkube sync client.
+
+    Inside ``remembering()`` (enable uses it) reads are remembered until this client writes anything or
+    ``forget()`` is called (enable's wait policy calls it before every sleep), so one run never asks the
+    server twice for an object nothing could have changed in between. ``present()`` answers "does this object
+    exist?" from one LIST per kind (label-selected), which also fills that memory: an unchanged re-run of
+    enable needs a few LISTs instead of a GET per object.
+    """
 
     def __init__(self, client: lightkube.Client, config: SingleConfig) -> None:
         self._client = client
         self._config = config
         self._crd_kinds: dict[tuple[str, str], tuple[str, bool]] = {}  # (apiVersion, kind) -> (plural, namespaced)
         self.counters = ApiCounters()
+        self._memo: dict[ObjectRef, dict[str, Any] | None] = {}  # reads since the last write/forget()
+        self._list_memo: dict[tuple[str, str, str | None, str], list[dict[str, Any]]] = {}
+        self._remember = False
+        self._listed: dict[tuple[str, str, str], set[tuple[str | None, str]]] = {}  # kind+selector -> names
+
+    # --- read memory -------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def remembering(self) -> Iterator[None]:
+        """Remember reads inside this block (see the class docstring); callers that poll must call forget()
+        before they sleep — enable's WaitPolicy does."""
+        before, self._remember = self._remember, True
+        try:
+            yield
+        finally:
+            self._remember = before
+            self.forget()
+
+    def forget(self) -> None:
+        """Drop remembered reads (call before waiting for the cluster to change; writes do it themselves)."""
+        self._memo.clear()
+        self._list_memo.clear()
+
+    def _wrote(self, ref: ObjectRef, *, exists: bool) -> None:
+        self.forget()  # a write may change other objects too (controllers, GC): re-read everything
+        for (api_version, kind, _), names in self._listed.items():
+            if (api_version, kind) == (ref.api_version, ref.kind):
+                (names.add if exists else names.discard)((ref.namespace, ref.name))
+
+    def present(self, ref: ObjectRef, *, labels: dict[str, str]) -> bool:
+        """Whether ``ref`` exists and carries ``labels``: one LIST of its kind across all namespaces per
+        selector and run, kept current with this client's own writes."""
+        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        key = (ref.api_version, ref.kind, selector)
+        if key not in self._listed:
+            _, namespaced = self.resource_info(ref.api_version, ref.kind)
+            items = self.list(ref.api_version, ref.kind, namespace=ALL_NAMESPACES if namespaced else None,
+                              labels=labels)
+            names: set[tuple[str | None, str]] = set()
+            for item in items:
+                meta = item.get("metadata") or {}
+                found = ObjectRef(ref.api_version, ref.kind, meta.get("namespace") if namespaced else None,
+                                  str(meta.get("name")))
+                names.add((found.namespace, found.name))
+                if self._remember:
+                    self._memo[found] = item
+            self._listed[key] = names
+        return (ref.namespace, ref.name) in self._listed[key]
 
     @classmethod
     def connect(cls, kubeconfig: Path, context: str | None = None, *, timeout: float = 30.0) -> KubeApi:
@@ -157,22 +215,31 @@ class KubeApi:
     def apply(self, obj: Manifest) -> None:
         ref = ref_of(obj)
         res = self.resource(ref.api_version, ref.kind)
-        self._call(
-            f"apply {ref}",
-            lambda: self._client.patch(res, ref.name, obj, namespace=ref.namespace, patch_type=PatchType.APPLY,
-                                       force=True),
-            write=True,
-        )
+        try:
+            self._call(
+                f"apply {ref}",
+                lambda: self._client.patch(res, ref.name, obj, namespace=ref.namespace, patch_type=PatchType.APPLY,
+                                           force=True),
+                write=True,
+            )
+        finally:  # also a write that timed out may have happened
+            self._wrote(ref, exists=True)
 
     def merge_patch(self, ref: ObjectRef, body: dict[str, Any]) -> None:
         res = self.resource(ref.api_version, ref.kind)
-        self._call(
-            f"patch {ref}",
-            lambda: self._client.patch(res, ref.name, body, namespace=ref.namespace, patch_type=PatchType.MERGE),
-            write=True,
-        )
+        try:
+            self._call(
+                f"patch {ref}",
+                lambda: self._client.patch(res, ref.name, body, namespace=ref.namespace, patch_type=PatchType.MERGE),
+                write=True,
+            )
+        finally:
+            self._wrote(ref, exists=True)
 
     def get(self, ref: ObjectRef) -> dict[str, Any] | None:
+        """The live object (None when missing); remembered until the next write or forget()."""
+        if ref in self._memo:
+            return copy.deepcopy(self._memo[ref])  # callers may change what they get
         res = self.resource(ref.api_version, ref.kind)
 
         def fetch() -> dict[str, Any] | None:
@@ -183,7 +250,10 @@ class KubeApi:
                     return None
                 raise
 
-        return self._call(f"get {ref}", fetch, write=False)
+        found = self._call(f"get {ref}", fetch, write=False)
+        if self._remember:
+            self._memo[ref] = copy.deepcopy(found)
+        return found
 
     def delete(self, ref: ObjectRef) -> bool:
         """Delete; False when it was already gone."""
@@ -198,10 +268,17 @@ class KubeApi:
                 raise
             return True
 
-        return self._call(f"delete {ref}", remove, write=True)
+        try:
+            return self._call(f"delete {ref}", remove, write=True)
+        finally:
+            self._wrote(ref, exists=False)
 
     def list(self, api_version: str, kind: str, *, namespace: str | None = None,
              labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """Objects of a kind (in ``namespace``, or ALL_NAMESPACES); remembered like get()."""
+        key = (api_version, kind, namespace, ",".join(f"{k}={v}" for k, v in sorted((labels or {}).items())))
+        if key in self._list_memo:
+            return copy.deepcopy(self._list_memo[key])
         res = self.resource(api_version, kind)
 
         def fetch() -> list[dict[str, Any]]:
@@ -210,7 +287,10 @@ class KubeApi:
             # filter again on our side: harmless on a real server, needed on simple emulators
             return [o for o in found if _labels_match(o, labels or {})]
 
-        return self._call(f"list {kind} in {namespace or 'all namespaces'}", fetch, write=False)
+        found = self._call(f"list {kind} in {namespace or 'all namespaces'}", fetch, write=False)
+        if self._remember:
+            self._list_memo[key] = copy.deepcopy(found)
+        return found
 
 
     def pod_log(self, namespace: str, name: str, *, container: str | None = None, follow: bool = False,

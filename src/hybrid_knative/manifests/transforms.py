@@ -25,8 +25,8 @@ def fix_pdb(obj: Manifest) -> Manifest:
 
 def pin_images(obj: Manifest, pins: Mapping[str, str]) -> Manifest:
     """Replace floating image references with the pinned ones of the component."""
-    if not pins:
-        return obj
+    if not pins or not any(c.get("image") in pins for c in containers(obj)):
+        return obj  # nothing to pin: no copy (CRDs and RBAC are most of a release file)
     out = copy.deepcopy(obj)
     for c in containers(out):
         image = c.get("image")
@@ -44,6 +44,8 @@ def with_labels(obj: Manifest, labels: Mapping[str, str]) -> Manifest:
     have = (obj.get("metadata") or {}).get("labels") or {}
     if all(have.get(k) == v for k, v in labels.items()):
         return obj
-    out = copy.deepcopy(obj)
-    out.setdefault("metadata", {}).setdefault("labels", {}).update(labels)
-    return out
+    # copy only the path that changes (object → metadata → labels): the rest is shared, as every transform
+    # copies before it changes anything
+    meta = dict(obj.get("metadata") or {})
+    meta["labels"] = {**have, **labels}
+    return {**obj, "metadata": meta}

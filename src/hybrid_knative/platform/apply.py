@@ -8,13 +8,18 @@ from hybrid_knative.errors import PermanentError
 from hybrid_knative.kube.objects import Manifest, checksum, ref_of, sort_for_apply
 from hybrid_knative.kube.wait import retry
 from hybrid_knative.manifests import with_labels
-from hybrid_knative.platform.component import MANAGER, platform_labels
+from hybrid_knative.platform.component import MANAGED_BY, MANAGER, platform_labels
 from hybrid_knative.platform.context import Context
 from hybrid_knative.platform.record import Entry
 
+_MANAGED = {MANAGED_BY: MANAGER}  # every object enable applies carries it: one LIST per kind finds them all
+
 
 def apply_objects(ctx: Context, step: str, objs: Iterable[Manifest]) -> int:
-    """Apply server-side; returns how many objects were written (0 on a no-op re-run)."""
+    """Apply server-side; returns how many objects were written (0 on a no-op re-run).
+
+    An object is skipped when the record has it with the same checksum and it still exists with our
+    labels; existence comes from one LIST per kind (KubeApi.present), not one GET per object."""
     written = 0
     ordered = sort_for_apply(objs)
     for index, obj in enumerate(ordered, start=1):
@@ -22,7 +27,7 @@ def apply_objects(ctx: Context, step: str, objs: Iterable[Manifest]) -> int:
         ref = ref_of(obj)
         digest = checksum(obj)
         entry = ctx.record.get(ref)
-        if entry is not None and entry.sha256 == digest and ctx.kube.get(ref) is not None:
+        if entry is not None and entry.sha256 == digest and ctx.kube.present(ref, labels=_MANAGED):
             ctx.status.detail(f"unchanged {ref}")
             continue
         ctx.status.note(f"applying {index}/{len(ordered)}: {ref}")

@@ -50,6 +50,7 @@ class Context:
     probes: HostProbes = dataclasses.field(default_factory=HostProbes)  # host-side DNS + HTTP (verify)
     component: str = ""  # the component whose step runs (its objects get its label); set by install/run
     step: str = ""  # the step that runs (undo entries and record entries name it)
+    writes_before: int = 0  # kube.counters.writes when this enable began (verify: did anything change?)
 
     @property
     def config(self) -> Config:

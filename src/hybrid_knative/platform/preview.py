@@ -9,12 +9,11 @@ import difflib
 import ipaddress
 from typing import Any, Literal
 
-import yaml
-
 from hybrid_knative.dns import ingress
 from hybrid_knative.errors import HybridError
 from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.objects import Manifest, ObjectRef, ref_of
+from hybrid_knative.manifests import dump
 from hybrid_knative.system.network import hostname
 
 What = Literal["object", "patch", "host-file", "command", "note"]
@@ -62,7 +61,7 @@ def compare(obj: Manifest, live: dict[str, Any] | None) -> Action:
 
 
 def as_yaml(obj: Any) -> str:
-    return yaml.safe_dump(obj, sort_keys=False)
+    return dump(obj)
 
 
 def object_change(obj: Manifest, live: dict[str, Any] | None, *, compared: bool, what: What = "object") -> Change:

@@ -173,7 +173,7 @@ def record_path(state_dir: Path, server: str, context: str) -> Path:
     return state_dir / f"record-{key}.json"
 
 
-def _parse(text: str, source: str) -> tuple[list[Entry], list[Undo], str | None]:
+def _parse(text: str, source: str) -> tuple[list[Entry], list[Undo], str | None, bool]:
     try:
         doc = json.loads(text)
         if doc.get("format") not in (1, FORMAT):
@@ -187,16 +187,17 @@ def _parse(text: str, source: str) -> tuple[list[Entry], list[Undo], str | None]
             "hybrid-knative-record`, or the local file); enable will re-apply everything and rebuild it",
         ) from None
     release = doc.get("release")
-    return entries, undos, str(release) if release is not None else None
+    return entries, undos, str(release) if release is not None else None, doc.get("verified") is True
 
 
 class Record:
     def __init__(self, path: Path, *, server: str, entries: list[Entry] | None = None,
                  release: str | None = None, undos: list[Undo] | None = None,
-                 cluster: ClusterStore | None = None) -> None:
+                 cluster: ClusterStore | None = None, verified: bool = False) -> None:
         self.path = path  # the local cache
         self.server = server
         self.release = release
+        self.verified = verified  # the smoke test passed after the last change (enable re-runs skip it)
         self.cluster = cluster  # None: a local record only (tests, plan)
         self._entries: dict[ObjectRef, Entry] = {e.ref: e for e in entries or []}
         self._undos: dict[str, Undo] = {u.key: u for u in undos or []}
@@ -210,8 +211,9 @@ class Record:
             live = cluster.get(RECORD_REF)
             text = ((live or {}).get("data") or {}).get(DATA_KEY)
             if isinstance(text, str):
-                entries, undos, release = _parse(text, f"ConfigMap {NAMESPACE}/{CONFIGMAP}")
-                return cls(path, server=server, entries=entries, release=release, undos=undos, cluster=cluster)
+                entries, undos, release, verified = _parse(text, f"ConfigMap {NAMESPACE}/{CONFIGMAP}")
+                return cls(path, server=server, entries=entries, release=release, undos=undos, cluster=cluster,
+                           verified=verified)
         if not path.exists():
             return cls(path, server=server, cluster=cluster)
         try:
@@ -219,8 +221,9 @@ class Record:
         except OSError as exc:
             raise PermanentError(f"the install record {path} is unreadable: {exc}",
                                  resolution="move it aside; enable will re-apply everything and rebuild it") from None
-        entries, undos, release = _parse(text, str(path))
-        record = cls(path, server=server, entries=entries, release=release, undos=undos, cluster=cluster)
+        entries, undos, release, verified = _parse(text, str(path))
+        record = cls(path, server=server, entries=entries, release=release, undos=undos, cluster=cluster,
+                     verified=verified)
         record._saved = None  # not in the cluster yet: the next save puts it there
         return record
 
@@ -283,7 +286,7 @@ class Record:
     # --- persistence -------------------------------------------------------------------------------
 
     def _document(self) -> str:
-        doc = {"format": FORMAT, "server": self.server, "release": self.release,
+        doc = {"format": FORMAT, "server": self.server, "release": self.release, "verified": self.verified,
                "objects": [e.to_dict() for e in self._entries.values()],
                "undo": [u.to_dict() for u in self._undos.values()]}
         return json.dumps(doc, indent=1, sort_keys=True) + "\n"

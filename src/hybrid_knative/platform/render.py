@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from hybrid_knative.kube.objects import Manifest
-from hybrid_knative.manifests import load_documents, standard_transforms, without_kinds
+from hybrid_knative.manifests import load_pinned, standard_transforms, without_kinds
 from hybrid_knative.platform.context import RenderContext
 
 
 def upstream_objects(rc: RenderContext, component: str, filename: str) -> list[Manifest]:
+    """The parsed documents of one pinned upstream file (parsed once per process; a fresh copy each call)."""
     f = rc.release.component(component).file(filename)
-    return load_documents(rc.store.read_text(f), source=f.path)
+    rc.store.path(f)  # available and verified in this store (cheap after the first time)
+    return load_pinned(f.sha256, lambda: rc.store.read_text(f), source=f.path)
 
 
 def component_objects(rc: RenderContext, component: str, filename: str, *, drop_crds: bool = False) -> list[Manifest]:

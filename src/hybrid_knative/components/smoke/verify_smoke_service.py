@@ -59,7 +59,17 @@ def _check_not_foreign(ctx: Context) -> None:
                              "service", resolution="rename or delete it, or pass --no-verify to skip the smoke test")
 
 
+def unchanged_since_verified(ctx: Context) -> bool:
+    """Nothing written by this enable, the last change was verified, and --verify was not given."""
+    return (ctx.record.verified and not ctx.config.verify_always and ctx.kube.counters.writes == ctx.writes_before
+            and ctx.record.get(ksvc_ref()) is not None)
+
+
 def run(ctx: Context, objs: list[Manifest]) -> None:
+    if unchanged_since_verified(ctx):
+        ctx.status.info("Nothing changed since the last verified enable: smoke test skipped (--verify runs it)")
+        return
+    ctx.record.verified = False  # until the probes below pass (saved with the step, also on failure)
     _check_not_foreign(ctx)
     image, source = smoke.choose_image(ctx.runner)
     ctx.status.detail(f"smoke image {image} (digest from {source})")
@@ -84,6 +94,7 @@ def run(ctx: Context, objs: list[Manifest]) -> None:
                              + _doctor())
     _probe_from_host(ctx, url)
     _probe_from_pod(ctx, url, image)
+    ctx.record.verified = True
     ctx.status.info(f"Smoke service answers: {url}")
 
 
