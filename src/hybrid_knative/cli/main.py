@@ -28,7 +28,6 @@ from hybrid_knative.cli.common import (
 from hybrid_knative.cli.lazy import LazyGroup
 from hybrid_knative.config import KubeVersion
 from hybrid_knative.errors import ConfigError
-from hybrid_knative.system import marker
 
 
 class CliGroup(SafeGroup, LazyGroup):
@@ -127,6 +126,7 @@ def disable(verbose: int, quiet: bool, user_objects: str | None, **cluster: Any)
 def status(verbose: int, quiet: bool, **cluster: Any) -> None:
     """Show whether hybrid-knative is enabled and each component's health. Exit 0 only when healthy."""
     from hybrid_knative import addon
+    from hybrid_knative.system import marker
 
     config = build_target(**cluster)
     h = addon.health(config)
