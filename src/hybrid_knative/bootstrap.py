@@ -18,6 +18,9 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import yaml
+
+from hybrid_knative.catalog import COMPONENTS_DIR
 from hybrid_knative.errors import (
     CommandError,
     ConfigError,
@@ -354,9 +357,30 @@ def addon_state(runner: Runner, opts: Options) -> str:
     return (result.stdout + result.stderr).strip() or "(no output)"
 
 
-def enable(opts: Options, runner: Runner, status: Status) -> tuple[bool, str]:
+def install_state(runner: Runner, hybrid_knative: str) -> str | None:
+    """The ``enabled:`` line of `hybrid-knative status` (yes, incomplete, no…); None when it cannot tell."""
+    try:
+        result = runner.run([resolve(hybrid_knative), "status"], check=False, timeout=120)
+    except HybridError:
+        return None
+    value = _field(result.stdout.replace("enabled:", "enabled: ", 1), "enabled:")
+    return value.split()[0] if value else None
+
+
+def enable(opts: Options, runner: Runner, status: Status, hybrid_knative: str = "hybrid-knative") -> tuple[bool, str]:
     """(whether enable ran, its output)."""
     if addon_state(runner, opts) == "enabled":
+        # MicroK8s counts the addon enabled from enable's first change on (the marker says "incomplete"
+        # until it finished) and then skips `microk8s enable`: a half-way install is finished by repair
+        if install_state(runner, hybrid_knative) == "incomplete":
+            with status.step(f"Repair {ADDON}: a previous enable stopped half-way (this takes a few minutes)"):
+                result = _checked(runner, [resolve(hybrid_knative), "repair", *opts.enable_args],
+                                  what=f"repair {ADDON}", timeout=opts.enable_timeout,
+                                  resolution="see the output above; `sudo hybrid-knative doctor` explains; "
+                                  "`sudo microk8s disable hybrid-knative` takes the install back")
+                for line in (result.stdout + result.stderr).strip().splitlines()[-20:]:
+                    status.detail(line)
+            return True, result.stdout
         with status.step(f"Addon {ADDON} already enabled"):
             pass
         return False, ""
@@ -397,18 +421,29 @@ def find_url(*outputs: str) -> str | None:
     return urls[-1] if urls else None
 
 
-def service_url(enable_output: str, runner: Runner, status: Status, hybrid_knative: str) -> str | None:
+def _smoke_service() -> tuple[str, str]:
+    """The smoke KService's name and namespace (components/smoke/smoke.yaml; smoke.py is a sibling layer)."""
+    doc = yaml.safe_load((COMPONENTS_DIR / "smoke" / "smoke.yaml").read_text(encoding="utf-8"))
+    return str(doc["name"]), str(doc["namespace"])
+
+
+def service_url(enable_output: str, runner: Runner, status: Status, opts: Options) -> str | None:
+    """The smoke service's URL: from enable's output, else (a re-run: enable did not run) from the
+    Knative Service itself through MicroK8s's kubectl — `hybrid-knative status` prints no URL."""
     url = find_url(enable_output)
     if url:
         return url
+    name, namespace = _smoke_service()
+    argv = [resolve(opts.microk8s), "kubectl", "get", "ksvc", name, "-n", namespace,
+            "-o", "jsonpath={.status.url}"]
     try:
-        result = runner.run([resolve(hybrid_knative), "status"], check=False, timeout=120)
+        result = runner.run(argv, check=False, timeout=120)
     except HybridError as exc:
-        status.detail(f"`hybrid-knative status` failed: {exc.brief}")
+        status.detail(f"`microk8s kubectl get ksvc` failed: {exc.brief}")
         return None
-    url = find_url(result.stdout)
+    url = find_url(result.stdout) if result.returncode == 0 else None
     if url is None:
-        status.detail("no URL in the output of `hybrid-knative status`")
+        status.detail(f"no smoke service URL (enabled with --no-verify?): {(result.stderr or result.stdout).strip()}")
     return url
 
 
@@ -420,9 +455,9 @@ def bootstrap(opts: Options, status: Status, *, runner: Runner | None = None, ho
     did_install, track = install_microk8s(opts, runner, status, installed=installed)
     wait_ready(opts, runner, status)
     added = add_repo(opts, runner, status, track)
-    enabled, output = enable(opts, runner, status)
+    enabled, output = enable(opts, runner, status, hybrid_knative)
     verify(opts, runner, status)
-    url = service_url(output, runner, status, hybrid_knative)
+    url = service_url(output, runner, status, opts)
     return Outcome(installed_microk8s=did_install, added_repo=added, enabled=enabled, url=url, track=track)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from hybrid_knative import components, smoke
 from hybrid_knative.catalog import load_catalog
 from hybrid_knative.dns import ingress
+from hybrid_knative.dns.check import DnsCheck
 from hybrid_knative.errors import HybridError, PermanentError
 from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.knative import SERVING, job_complete
@@ -224,7 +225,22 @@ def _crash_loop(ev: _Evidence) -> Finding | None:
 
 
 def _not_listening(ev: _Evidence) -> Finding | None:
-    event = _event(ev, ("Unhealthy",), "connection refused")
+    """The container runs but nothing listens on $PORT. Knative's kubelet probe goes to queue-proxy, which
+    probes the container and answers 503 until it accepts connections: the real event reads "Readiness probe
+    failed: HTTP probe failed with statuscode: 503" on spec.containers{queue-proxy} (hybrid-knative/host).
+    A user-defined TCP/HTTP probe on the container itself reads "connection refused"."""
+    event = None
+    for e in ev.events:
+        if e.get("reason") != "Unhealthy":
+            continue
+        message = str(e.get("message", "")).lower()
+        field = str((e.get("involvedObject") or {}).get("fieldPath", ""))
+        if "statuscode: 503" in message and ("queue-proxy" in field or not field):
+            event = e
+            break
+        if "connection refused" in message and "user-container" in field:
+            event = e
+            break
     if event is None:
         return None
     return Finding("port", False, "The container runs but does not listen on $PORT (8080), so it never becomes "
@@ -260,7 +276,7 @@ def _ingress(ev: _Evidence) -> Finding | None:
     return Finding("ingress", False, "The revision is ready but the networking layer (Kourier) has not "
                    "programmed its route.", f"{hit[0]} {describe(hit[1], str(hit[1].get('type')))}",
                    f"Check that config-network has `ingress-class: {KOURIER_CLASS}` and that Kourier is running "
-                   "(`hybrid-knative doctor` without a service), then re-run enable.")
+                   "(`hybrid-knative doctor` without a service), then run `sudo hybrid-knative repair`.")
 
 
 RULES: tuple[Rule, ...] = (_webhook, _tag_to_digest, _image_pull, _quota, _unschedulable, _crash_loop,
@@ -277,6 +293,13 @@ def _unknown(ev: _Evidence) -> Finding:
 
 # --- DNS from the host and from a pod -------------------------------------------------------------
 
+def _lookup_outcome(probes: HostProbes, host: str) -> str:
+    """Why a name gave no address: a timeout is reported as a timeout (hybrid-knative/host)."""
+    outcome = probes.outcome(host) if probes.outcome is not None else "noanswer"
+    return {"timeout": f"DNS timeout: no DNS server answered for {host}", "nxdomain": "NXDOMAIN: the name does not "
+            "exist"}.get(outcome, "no A/AAAA answer")
+
+
 def _dns_from_host(host: str, probes: HostProbes, ingress_ip: str | None) -> Finding:
     try:
         addresses = probes.resolve(host)
@@ -285,13 +308,14 @@ def _dns_from_host(host: str, probes: HostProbes, ingress_ip: str | None) -> Fin
     else:
         error = ""
     if not addresses:
-        return Finding("dns-host", False, f"{host} does not resolve on this host.", error or "no A/AAAA answer",
+        return Finding("dns-host", False, f"{host} does not resolve on this host.",
+                       error or _lookup_outcome(probes, host),
                        "Set up split DNS for the Knative domain (enable does it with systemd-resolved; see "
                        "docs/troubleshooting.md for the fallback) or use `--domain-mode magic`.")
     if ingress_ip is not None and ingress_ip not in addresses:
         return Finding("dns-host", False, f"{host} resolves on this host, but not to the ingress address.",
                        f"answers {', '.join(addresses)}; the ingress is {ingress_ip}",
-                       "Fix the DNS record (custom domain) or re-run enable to rewrite the zone.")
+                       "Fix the DNS record (custom domain) or run `sudo hybrid-knative repair` to rewrite the zone.")
     return Finding("dns-host", True, f"{host} resolves on this host.", f"answers {', '.join(addresses)}")
 
 
@@ -309,7 +333,7 @@ def _dns_from_pod(kube: KubeApi, host: str, namespace: str, waits: WaitPolicy) -
         return Finding("dns-pod", False, f"{host} does not resolve inside the cluster.",
                        _first_line(exc.details or exc.brief),
                        "Check that CoreDNS has the Knative zone (`microk8s kubectl -n kube-system get cm coredns "
-                       "-o yaml`) and re-run enable; `microk8s enable dns` must be on.")
+                       "-o yaml`) and run `sudo hybrid-knative repair`; `microk8s enable dns` must be on.")
     return Finding("dns-pod", True, f"{host} resolves inside the cluster.", f"Job {ref.name} completed")
 
 
@@ -337,8 +361,8 @@ def diagnose_service(kube: KubeApi, name: str, namespace: str, *, probes: HostPr
     if not host or any(host == d or host.endswith("." + d) for d in UNREACHABLE_DOMAINS):
         findings.append(Finding("domain", False, "Knative has no reachable domain, so the URL only works inside "
                                 "the cluster.", f"URL {url or '(none)'}",
-                                "Re-run enable (it configures the domain), or set one: `--domain-mode local|magic|"
-                                "custom`."))
+                                "Run `sudo hybrid-knative repair` (it configures the domain), or set one: "
+                                "`--domain-mode local|magic|custom`."))
         return Report(subject, tuple(findings))
     findings.append(_dns_from_host(host, probes, _ingress_ip(kube)))
     if pod_check:
@@ -366,8 +390,8 @@ def _version_skew(kube: KubeApi) -> list[Finding]:
                 return [Finding("version-skew", False, f"Knative {release.line} needs Kubernetes ≥ "
                                 f"{release.min_kubernetes.minor_version}, but the cluster runs {server.minor_version}.",
                                 f"knative-serving is labelled app.kubernetes.io/version={version}",
-                                "Upgrade MicroK8s (`sudo snap refresh microk8s --channel=1.34/stable`) or re-run "
-                                "enable, which picks the Knative release the cluster supports.")]
+                                "Upgrade MicroK8s (`sudo snap refresh microk8s --channel=1.34/stable`) or run "
+                                "`sudo hybrid-knative repair`, which picks the Knative release the cluster supports.")]
             return []
     return []
 
@@ -409,7 +433,7 @@ def diagnose_platform(kube: KubeApi) -> Report:
         findings.append(Finding("ingress-class", ok, "The ingress class is Kourier." if ok else
                                 "The ingress class is not Kourier, so routes never become ready.",
                                 f"config-network ingress-class={ingress_class or '(unset: Istio)'}",
-                                "" if ok else "Re-run `sudo microk8s enable hybrid-knative` (it sets it)."))
+                                "" if ok else "Run `sudo hybrid-knative repair` (it sets it)."))
     domain_cm = kube.get(ObjectRef("v1", "ConfigMap", "knative-serving", "config-domain"))
     if domain_cm is not None:
         domains = [k for k in (domain_cm.get("data") or {}) if k != "_example"]
@@ -417,11 +441,22 @@ def diagnose_platform(kube: KubeApi) -> Report:
         findings.append(Finding("domain", ok, f"The Knative domain is {domains[0]}." if ok else
                                 "No reachable Knative domain is configured (services get svc.cluster.local URLs).",
                                 f"config-domain keys: {', '.join(domains) or '(none)'}",
-                                "" if ok else "Re-run enable with `--domain-mode local|magic|custom`."))
+                                "" if ok else "Run `sudo hybrid-knative repair --domain-mode local|magic|custom`."))
     if not findings:
         raise PermanentError("nothing to check: hybrid-knative is not installed on this cluster",
                              resolution="run `sudo microk8s enable hybrid-knative`")
     return Report("platform", tuple(findings))
+
+
+def with_dns(report: Report, checks: list[DnsCheck], kube: KubeApi, *, waits: WaitPolicy,
+             pod_check: bool) -> Report:
+    """hybrid-knative/host: the platform report plus DNS — the CoreDNS block, a service host from this host
+    (a timeout reported as a timeout) and, unless told not to, from a pod."""
+    findings = [*report.findings, *(Finding(c.name, c.ok, c.cause, c.evidence, c.fix) for c in checks)]
+    host = next((c.cause.split()[0] for c in checks if c.name == "dns-host"), None)
+    if pod_check and host is not None:
+        findings.append(_dns_from_pod(kube, host, "default", waits))
+    return Report(report.subject, tuple(findings))
 
 
 def is_label(name: str) -> bool:

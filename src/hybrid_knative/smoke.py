@@ -15,9 +15,9 @@ import jinja2
 import yaml
 
 from hybrid_knative.catalog import COMPONENTS_DIR
-from hybrid_knative.config import SnapPaths
 from hybrid_knative.errors import HybridError, PermanentError
 from hybrid_knative.kube.objects import Manifest
+from hybrid_knative.system import microk8s
 from hybrid_knative.system.runner import Runner
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -74,17 +74,14 @@ def parse_ctr_images(text: str) -> dict[str, str]:
     return found
 
 
-def node_image_digest(runner: Runner, snap: SnapPaths, image: str) -> str | None:
+def node_image_digest(runner: Runner, image: str) -> str | None:
     """The digest of ``image`` in the node's containerd (k8s.io namespace), or None.
 
-    Asked through MicroK8s's own ctr wrapper; any failure (not a MicroK8s node, containerd down)
-    means "unknown" and the pinned digest is used instead.
+    Asked through MicroK8s's public `microk8s ctr`; any failure (not a MicroK8s node, containerd
+    down, no microk8s command) means "unknown" and the pinned digest is used instead.
     """
-    wrapper = snap.snap / "microk8s-ctr.wrapper"
-    if not wrapper.is_file():
-        return None
     try:
-        result = runner.run([wrapper, "-n", "k8s.io", "images", "ls"], check=False, timeout=60)
+        result = runner.run([microk8s.command(), "ctr", "-n", "k8s.io", "images", "ls"], check=False, timeout=60)
     except HybridError:
         return None
     if result.returncode != 0:
@@ -92,11 +89,11 @@ def node_image_digest(runner: Runner, snap: SnapPaths, image: str) -> str | None
     return parse_ctr_images(result.stdout).get(image)
 
 
-def choose_image(runner: Runner, snap: SnapPaths) -> tuple[str, str]:
+def choose_image(runner: Runner) -> tuple[str, str]:
     """(image by digest, where the digest came from). The node's digest first: an image the node
     already has runs with or without a registry; else the pinned one (pulled once, by digest)."""
     data = smoke_data()
-    local = node_image_digest(runner, snap, data.image)
+    local = node_image_digest(runner, data.image)
     if local is not None:
         return data.by_digest(local), "the node's containerd"
     return data.by_digest(), "the pinned digest"

@@ -8,12 +8,14 @@ real containerd socket (unix sockets cross network namespaces). Exit 0 and print
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 from hybrid_knative import addon
 from hybrid_knative.config import Config, SnapPaths
 from hybrid_knative.progress import Status
+from hybrid_knative.system import microk8s
 from tests.harness.emulator import ApiServer, FakeController
 from tests.integration.conftest import seed_microk8s, with_knative
 
@@ -21,10 +23,12 @@ from tests.integration.conftest import seed_microk8s, with_knative
 def main(bundle: Path, work: Path, socket: Path) -> int:
     snap = work / "snap"
     snap.mkdir(parents=True, exist_ok=True)
-    wrapper = snap / "microk8s-images.wrapper"  # the real one hands stdin to every node's ctr import
-    wrapper.write_text(f'#!/bin/sh\n[ "$1" = import ] || exit 2\n'
+    # MicroK8s's public command: `microk8s images import` hands stdin to every node's ctr import
+    wrapper = work / "microk8s"
+    wrapper.write_text(f'#!/bin/sh\n[ "$1 $2" = "images import" ] || exit 2\n'
                        f'exec ctr -a {socket} -n k8s.io images import --all-platforms -\n')
     wrapper.chmod(0o755)
+    os.environ[microk8s.ENV] = str(wrapper)
     with ApiServer(controller=with_knative(FakeController())) as server:
         seed_microk8s(server)
         kubeconfig = server.write_kubeconfig(work / "kubeconfig")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from click.testing import CliRunner
 from hybrid_knative.catalog import load_catalog
 from hybrid_knative.cli.main import cli
 from hybrid_knative.upstream import PACKAGE_VENDOR_DIR
+from tests.harness.emulator import FakeController
 from tests.integration.conftest import Cluster
 
 
@@ -151,3 +153,16 @@ def test_help_and_versions() -> None:
     assert code == 0 and "--kubeconfig" in out and "--knative" in out
     code, out = run("versions")
     assert code == 0 and "1.23" in out and "1.34" in out
+
+
+def test_repair_finishes_a_half_way_enable_and_status_says_incomplete(make_cluster: Callable[..., Cluster]) -> None:
+    cluster = make_cluster(controller=FakeController(never_ready={"3scale-kourier-gateway"}))
+    code, _out = run("enable", *cluster.cli_args(), "--timeout", "1")
+    assert code != 0
+    code, out = run("status", *cluster.cli_args(install=False))
+    assert code == 3 and "enabled: incomplete" in out and "sudo hybrid-knative repair" in out
+    cluster.controller.never_ready.clear()
+    code, out = run("repair", *cluster.cli_args())
+    assert code == 0, out
+    code, out = run("status", *cluster.cli_args(install=False))
+    assert code == 0 and "enabled: yes (not verified" in out

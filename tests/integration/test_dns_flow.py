@@ -3,8 +3,9 @@ re-runs write nothing; `microk8s enable dns` rewriting the Corefile is repaired;
 
 from __future__ import annotations
 
+import dataclasses
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,13 @@ from click.testing import CliRunner
 from hybrid_knative import addon
 from hybrid_knative.cli.main import cli
 from hybrid_knative.config import Config, KubeVersion
-from hybrid_knative.dns import corefile
+from hybrid_knative.dns import corefile, hostdns
 from hybrid_knative.dns.names import DOMAIN_TEMPLATE, service_url
-from hybrid_knative.errors import PermanentError
+from hybrid_knative.errors import CommandError, PermanentError
 from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.progress import Status
+from hybrid_knative.system import marker
+from hybrid_knative.system.runner import Result
 from tests.harness.runner import RecordingRunner
 from tests.harness.validation import ManifestValidator
 from tests.integration.conftest import CLUSTER_DNS_IP, NODE_IP, STOCK_COREFILE, Cluster
@@ -130,13 +133,73 @@ def test_without_systemd_resolved_the_lines_to_add_are_printed(cluster: Cluster,
     runner = RecordingRunner()
     addon.enable(config(cluster, domain="lab.internal"), Status(verbosity=0, tty=False), runner=runner)
     err = capsys.readouterr().err
-    assert "systemd-resolved is not running" in err
-    assert f"server=/lab.internal/{CLUSTER_DNS_IP}" in err and f"nameserver {CLUSTER_DNS_IP}" in err
+    assert "cannot resolve *.lab.internal" in err and "nothing was changed" in err
+    assert f"{NODE_IP} <service>-<namespace>.lab.internal" in err
+    # never the advice that makes CoreDNS (forwarding to this resolv.conf) loop
+    assert f"Do NOT put `nameserver {CLUSTER_DNS_IP}`" in err
+    assert not any(line.lstrip().startswith("nameserver") for line in err.splitlines())
     assert f"address=/lab.internal/{NODE_IP}" in err  # other machines on the LAN
     assert f"Ingress address: {NODE_IP}" in err
     assert runner.calls == [] and not (cluster.host_root / "etc").exists()
     assert "lab.internal" in data_of(cluster, "config-domain")
     assert corefile.parse(corefile_of(cluster)).ours[0].zones == [("lab.internal", 53)]
+    addon.disable(config(cluster), QUIET, runner=runner)
+    assert not list(cluster.state_dir.glob("dns-*.json")) and runner.calls == []
+
+
+NM_RELOAD = ("nmcli", "general", "reload", "dns-full")
+
+
+def test_networkmanager_dnsmasq_host_gets_a_server_line(cluster: Cluster) -> None:
+    (cluster.host_root / "run/NetworkManager").mkdir(parents=True)
+    (cluster.host_root / "etc/NetworkManager").mkdir(parents=True)
+    (cluster.host_root / "etc/NetworkManager/NetworkManager.conf").write_text("[main]\ndns=dnsmasq\n")
+    runner = RecordingRunner()
+    addon.enable(config(cluster), QUIET, runner=runner)
+    path = cluster.host_root / "etc/NetworkManager/dnsmasq.d/hybrid-knative.conf"
+    assert path.read_text().endswith(f"server=/hk.internal/{CLUSTER_DNS_IP}\n")
+    assert runner.calls == [NM_RELOAD]
+    addon.enable(config(cluster), QUIET, runner=runner)
+    assert runner.calls == [NM_RELOAD]
+    addon.disable(config(cluster), QUIET, runner=runner)
+    assert not path.exists() and runner.calls == [NM_RELOAD, NM_RELOAD]
+
+
+@dataclasses.dataclass(frozen=True)
+class FailingRunner(RecordingRunner):
+    """systemctl that fails while ``broken[0]`` is true (systemd-resolved's unit busy or failing)."""
+
+    broken: list[bool] = dataclasses.field(default_factory=lambda: [True])
+
+    def run(self, argv: Sequence[str | Path], **kwargs: Any) -> Result:
+        super().run(argv, **kwargs)
+        if self.broken[0]:
+            raise CommandError([str(a) for a in argv], 1, stderr="Job for systemd-resolved.service failed")
+        return Result(tuple(str(a) for a in argv), 0, "", "")
+
+
+def test_a_failed_resolved_restart_is_retried_by_the_next_run(cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    monkeypatch.setattr(hostdns.time, "sleep", lambda _s: None)
+    dropin = with_resolved(cluster)
+    runner = FailingRunner()
+    with pytest.raises(CommandError):
+        addon.enable(config(cluster), QUIET, runner=runner)
+    assert dropin.is_file() and runner.calls == [RESTART] * 3  # retried, then reported
+    runner.broken[0] = False
+    addon.enable(config(cluster), QUIET, runner=runner)  # the content is unchanged, the restart still owed
+    assert runner.calls == [RESTART] * 4
+    addon.enable(config(cluster), QUIET, runner=runner)
+    assert runner.calls == [RESTART] * 4
+
+    runner.broken[0] = True
+    with pytest.raises(CommandError):
+        addon.disable(config(cluster), QUIET, runner=runner)
+    assert not dropin.exists() and runner.calls == [RESTART] * 7
+    runner.broken[0] = False
+    addon.disable(config(cluster), QUIET, runner=runner)  # the file is gone: the restart is still done
+    assert runner.calls == [RESTART] * 8
+    assert not list(cluster.state_dir.glob("dns-*.json"))
 
 
 def test_ingress_ip_override(cluster: Cluster) -> None:
@@ -181,7 +244,7 @@ def test_no_node_address_asks_for_ingress_ip(cluster: Cluster) -> None:
     with pytest.raises(PermanentError) as err:
         addon.enable(config(cluster), QUIET)
     assert "--ingress-ip" in (err.value.resolution or "")
-    assert not cluster.marker.exists()
+    assert marker.read(cluster.marker) == marker.INCOMPLETE  # MicroK8s: disable runs
 
 
 def test_missing_cluster_dns_is_explained(cluster: Cluster) -> None:
@@ -203,7 +266,7 @@ def test_magic_mode_offline_is_refused(cluster: Cluster) -> None:
     assert "magic DNS (10.0.0.5.sslip.io) cannot work here" in err.value.brief
     assert "offline" in (err.value.details or "") and "--domain-mode local" in (err.value.resolution or "")
     assert "10.0.0.5.sslip.io" not in data_of(cluster, "config-domain")
-    assert corefile_of(cluster) == STOCK_COREFILE and not cluster.marker.exists()
+    assert corefile_of(cluster) == STOCK_COREFILE and marker.read(cluster.marker) == marker.INCOMPLETE
 
 
 def test_custom_mode_prints_the_record_and_switching_modes_cleans_up(cluster: Cluster,
@@ -268,3 +331,21 @@ def test_rendered_dns_patches_validate(kube: str, make_cluster: Callable[..., Cl
     objs = [o for r in rendered if r.step.name.startswith("configure_") for o in r.objects]
     assert {o["metadata"]["name"] for o in objs} >= {"config-domain", "config-network", "kourier"}
     assert ManifestValidator(kube).validate_all(objs) == []
+
+
+def test_status_and_doctor_report_a_dropped_corefile_block(cluster: Cluster) -> None:
+    """`microk8s enable dns` re-applies the stock Corefile: names in the zone stop resolving. Before, both
+    `status` and `doctor` said healthy (exit 0)."""
+    run_cli("enable", *cluster.cli_args(), "--no-eventing")
+    code, out = run_cli("status", *cluster.cli_args(install=False))
+    assert code == 0 and "✓ dns-corefile" in out, out
+    cluster.server.put_object("v1", "configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
+                                                   "metadata": {"name": "coredns", "namespace": "kube-system"},
+                                                   "data": {"Corefile": STOCK_COREFILE}})
+    code, out = run_cli("status", *cluster.cli_args(install=False))
+    assert code == 3 and "✗ dns-corefile" in out and "sudo hybrid-knative repair" in out, out
+    code, out = run_cli("doctor", "--no-pod-check", *cluster.cli_args(install=False))
+    assert code == 3 and "✗ dns-corefile" in out and "CoreDNS does not carry the Knative zone hk.internal" in out
+    run_cli("repair", *cluster.cli_args(), "--no-eventing")
+    code, out = run_cli("status", *cluster.cli_args(install=False))
+    assert code == 0 and "✓ dns-corefile" in out, out

@@ -154,10 +154,28 @@ def test_not_listening_on_port(serving: tuple[Cluster, KubeApi]) -> None:
          pods=[{"phase": "Running", "containerStatuses": [
              {"name": "user-container", "ready": False, "restartCount": 0, "image": "x", "imageID": "",
               "state": {"running": {"startedAt": T}}}]}],
-         events=[event("Pod", POD, "Unhealthy",
-                       "Readiness probe failed: dial tcp 127.0.0.1:8080: connect: connection refused", "kubelet")])
+         events=[queue_proxy_event("Readiness probe failed: HTTP probe failed with statuscode: 503")])
     f = the_problem(diagnose(kube))
-    assert f.check == "port" and "$PORT" in f.cause and "connection refused" in f.evidence
+    assert f.check == "port" and "$PORT" in f.cause and "statuscode: 503" in f.evidence
+
+
+def queue_proxy_event(message: str) -> dict:
+    """What kubelet reports when queue-proxy's readiness (which probes the user container) fails."""
+    ev = event("Pod", POD, "Unhealthy", message, "kubelet")
+    ev["involvedObject"]["fieldPath"] = "spec.containers{queue-proxy}"
+    return ev
+
+
+def test_a_kubelet_message_knative_never_produces_is_not_the_port_rule(serving: tuple[Cluster, KubeApi]) -> None:
+    """Knative's containers have no kubelet TCP probe of their own: "connection refused" on queue-proxy
+    (e.g. while it starts) is not evidence of a wrong $PORT."""
+    cluster, kube = serving
+    seed(cluster, ksvc=NOT_READY, revision=[cond("Ready", "Unknown", "Deploying")],
+         pods=[{"phase": "Running", "containerStatuses": [
+             {"name": "user-container", "ready": False, "restartCount": 0, "image": "x", "imageID": "",
+              "state": {"running": {"startedAt": T}}}]}],
+         events=[queue_proxy_event("Readiness probe failed: dial tcp 127.0.0.1:8012: connect: connection refused")])
+    assert the_problem(diagnose(kube)).check != "port"
 
 
 def test_crash_loop(serving: tuple[Cluster, KubeApi]) -> None:

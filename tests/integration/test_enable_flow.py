@@ -13,6 +13,7 @@ from hybrid_knative.errors import ConfigError, DeadlineExceeded, PermanentError
 from hybrid_knative.install.record import Record, record_path
 from hybrid_knative.kube.objects import Manifest, ref_of
 from hybrid_knative.progress import Status
+from hybrid_knative.system import marker
 from tests.harness.emulator import FakeController
 from tests.integration.conftest import Cluster
 
@@ -175,7 +176,7 @@ def test_deployment_never_available_stops_with_a_clear_error(make_cluster: Calla
                 and "/namespaces/hybrid-knative-system" not in r.path]
     cm = cluster.server.get("v1", "configmaps", "config-network", "knative-serving")
     assert cm is not None and "ingress-class" not in cm["data"]
-    assert not cluster.marker.exists()
+    assert marker.read(cluster.marker) == marker.INCOMPLETE  # MicroK8s: disable runs
 
 
 def test_partial_enable_then_disable_cleans_up(make_cluster: Callable[..., Cluster]) -> None:
@@ -256,3 +257,26 @@ def test_health_after_enable(cluster: Cluster) -> None:
     bad = [c for c in health.components if not c.ready]
     assert [c.name for c in bad] == ["knative-serving/webhook"]
     assert "=False" in bad[0].detail  # the controller's own words: reason and message
+
+
+def test_half_way_enable_leaves_an_incomplete_marker_that_disable_and_repair_handle(
+        make_cluster: Callable[..., Cluster]) -> None:
+    """MicroK8s runs our disable script only while the marker exists, and our enable script only while it
+    does not: a half-way enable must leave it (as "incomplete") so `microk8s disable` can take it back."""
+    cluster = make_cluster(controller=FakeController(never_ready={"3scale-kourier-gateway"}))
+    with pytest.raises(DeadlineExceeded):
+        addon.enable(cluster.config(wait_timeout=1.0), QUIET)
+    assert marker.read(cluster.marker) == marker.INCOMPLETE
+    health = addon.health(cluster.config())
+    assert health.state == marker.INCOMPLETE and health.enabled and not health.healthy
+    assert cluster.server.get("v1", "namespaces", "knative-serving") is not None
+    addon.disable(cluster.config(), QUIET)  # what `microk8s disable hybrid-knative` now runs
+    assert not cluster.marker.exists()
+    assert cluster.server.get("v1", "namespaces", "knative-serving") is None
+    assert addon.health(cluster.config()).state is None
+
+
+def test_no_verify_marks_unverified(cluster: Cluster) -> None:
+    addon.enable(cluster.config(verify=False), QUIET)
+    assert marker.read(cluster.marker) == marker.UNVERIFIED
+    assert "state unverified" in cluster.marker.read_text()

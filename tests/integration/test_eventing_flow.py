@@ -16,6 +16,7 @@ from hybrid_knative.install.plan import plan
 from hybrid_knative.install.record import Record, record_path
 from hybrid_knative.kube.objects import ref_of
 from hybrid_knative.progress import Status
+from hybrid_knative.system import marker
 from tests.harness.emulator import FakeController
 from tests.harness.knative import KnativeBehaviour
 from tests.integration.conftest import Cluster
@@ -139,7 +140,7 @@ def test_broker_never_ready_stops_before_marking_enabled(make_cluster: Callable[
     assert "Broker default/default" in err.value.brief
     assert "DeploymentUnavailable" in (err.value.details or "")
     assert "describe broker default" in (err.value.resolution or "")
-    assert not cluster.marker.exists()
+    assert marker.read(cluster.marker) == marker.INCOMPLETE  # MicroK8s: disable runs
 
 
 def test_eventing_webhook_never_ready_names_it(make_cluster: Callable[..., Cluster]) -> None:
@@ -148,7 +149,7 @@ def test_eventing_webhook_never_ready_names_it(make_cluster: Callable[..., Clust
         addon.enable(cluster.config(wait_timeout=1.0), QUIET)
     assert "Deployment knative-eventing/eventing-webhook" in err.value.brief
     assert cluster.server.get("eventing.knative.dev/v1", "brokers", "default", "default") is None
-    assert not cluster.marker.exists()
+    assert marker.read(cluster.marker) == marker.INCOMPLETE  # MicroK8s: disable runs
 
 
 @pytest.mark.parametrize("bad", ["Default", "-x", "a_b", "x" * 64, "", "ns\n"])

@@ -4,7 +4,6 @@ disable taking the labels back, NVIDIA delegated through the MicroK8s wrapper (a
 from __future__ import annotations
 
 import socket
-import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,12 @@ from hybrid_knative.cli.main import cli
 from hybrid_knative.config import SnapPaths
 from hybrid_knative.errors import CommandError, ConfigError
 from hybrid_knative.progress import Status
+from hybrid_knative.system import marker, microk8s
 from hybrid_knative.system.gpu import detect
 from tests.harness import sysfs
 from tests.harness.emulator import FakeController
 from tests.integration.conftest import Cluster
+from tests.snap.fakes import Fakes, strict_wrappers
 
 QUIET = Status(verbosity=-1)
 HOSTNAME = socket.gethostname().lower()
@@ -123,31 +124,35 @@ def test_plugin_never_serving_names_the_node(make_cluster: Callable[..., Cluster
     assert "rollout restart" in str(err.value)
 
 
-def fake_wrappers(snap: Path, *, nvidia_status: str, enable_exit: int) -> Path:
-    """MicroK8s's wrappers at the argv boundary: record calls, answer like the real ones."""
-    log = snap / "calls.log"
-    snap.mkdir(parents=True, exist_ok=True)
-    (snap / "microk8s-status.wrapper").write_text(
-        f'#!/bin/sh\necho "status $*" >> {log}\necho {nvidia_status}\n')
-    (snap / "microk8s-enable.wrapper").write_text(
-        f'#!/bin/sh\necho "enable $* SKIP_LOCK=$MICROK8S_ADDONS_SKIP_LOCK" >> {log}\n'
-        f'echo "Infer repository core for addon nvidia"\n'
-        f'[ {enable_exit} -eq 0 ] || echo "Deployment of the GPU operator failed" >&2\nexit {enable_exit}\n')
-    for name in ("microk8s-status.wrapper", "microk8s-enable.wrapper"):
-        path = snap / name
-        path.chmod(path.stat().st_mode | stat.S_IEXEC)
-    return log
+def fake_microk8s(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, nvidia_enabled: bool,
+                  fails: bool = False) -> tuple[Fakes, Path]:
+    """MicroK8s's public command (the faithful fake of tests/snap/fakes.py), and a MicroK8s snap folder
+    whose internal wrappers fail without MicroK8s's environment — as they do from our snap or pip."""
+    fakes = Fakes(tmp_path / "fakes", microk8s={"channel": "1.35/stable"},
+                  core_enabled=["dns", "nvidia"] if nvidia_enabled else ["dns"],
+                  core_fails="nvidia" if fails else None)
+    monkeypatch.setenv("FAKE_STATE", str(fakes.state_file))
+    monkeypatch.setenv(microk8s.ENV, fakes.microk8s)
+    snap = tmp_path / "snap"
+    strict_wrappers(snap)
+    return fakes, snap
 
 
-def test_nvidia_is_delegated_and_not_undone(make_cluster: Callable[..., Cluster], tmp_path: Path) -> None:
+def microk8s_calls(fakes: Fakes) -> list[list[str]]:
+    return [c for c in fakes.calls if c[0] == "microk8s"]
+
+
+def test_nvidia_is_delegated_and_not_undone(make_cluster: Callable[..., Cluster], tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
     cluster = make_cluster()
     root = tmp_path / "host"
     sysfs.nvidia_gpu(root)
-    snap = tmp_path / "snap"
-    log = fake_wrappers(snap, nvidia_status="disabled", enable_exit=0)
+    fakes, snap = fake_microk8s(tmp_path, monkeypatch, nvidia_enabled=False)
     config = cluster.config(gpu="auto", host_root=root, verify=False, eventing=False, snap=SnapPaths(snap=snap))
     addon.enable(config, QUIET)
-    assert log.read_text().splitlines() == ["status --addon nvidia", "enable nvidia SKIP_LOCK=1"]
+    assert microk8s_calls(fakes) == [["microk8s", "status", "--addon", "nvidia"], ["microk8s", "enable", "nvidia"]]
+    assert fakes.read()["core_calls"] == [["enable", "nvidia", "1"]]  # nested: MICROK8S_ADDONS_SKIP_LOCK=1
+    assert "nvidia" in fakes.read()["core_enabled"]
     lines: list[str] = []
 
     class Capture(Status):
@@ -156,31 +161,33 @@ def test_nvidia_is_delegated_and_not_undone(make_cluster: Callable[..., Cluster]
 
     addon.disable(config, Capture(verbosity=0))
     assert any("sudo microk8s disable nvidia" in line for line in lines)
-    assert log.read_text().count("enable") == 1  # disable never calls the wrappers
+    assert len(microk8s_calls(fakes)) == 2  # disable never calls MicroK8s
 
 
-def test_nvidia_already_enabled_is_not_enabled_again(make_cluster: Callable[..., Cluster], tmp_path: Path) -> None:
+def test_nvidia_already_enabled_is_not_enabled_again(make_cluster: Callable[..., Cluster], tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     cluster = make_cluster()
     root = tmp_path / "host"
     sysfs.nvidia_gpu(root)
-    log = fake_wrappers(tmp_path / "snap", nvidia_status="enabled", enable_exit=0)
+    fakes, snap = fake_microk8s(tmp_path, monkeypatch, nvidia_enabled=True)
     addon.enable(cluster.config(gpu="auto", host_root=root, verify=False, eventing=False,
-                                snap=SnapPaths(snap=tmp_path / "snap")), QUIET)
-    assert log.read_text().splitlines() == ["status --addon nvidia"]
+                                snap=SnapPaths(snap=snap)), QUIET)
+    assert microk8s_calls(fakes) == [["microk8s", "status", "--addon", "nvidia"]]
 
 
-def test_nvidia_failure_is_reported_clearly(make_cluster: Callable[..., Cluster], tmp_path: Path) -> None:
+def test_nvidia_failure_is_reported_clearly(make_cluster: Callable[..., Cluster], tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
     cluster = make_cluster()
     root = tmp_path / "host"
     sysfs.nvidia_gpu(root)
-    fake_wrappers(tmp_path / "snap", nvidia_status="disabled", enable_exit=1)
+    _fakes, snap = fake_microk8s(tmp_path, monkeypatch, nvidia_enabled=False, fails=True)
     with pytest.raises(CommandError) as err:
         addon.enable(cluster.config(gpu="auto", host_root=root, verify=False, eventing=False,
-                                    snap=SnapPaths(snap=tmp_path / "snap")), QUIET)
+                                    snap=SnapPaths(snap=snap)), QUIET)
     assert "nvidia addon failed (exit code 1)" in err.value.brief
     assert "GPU operator failed" in (err.value.details or "")
     assert "--gpu none" in (err.value.resolution or "")
-    assert not cluster.marker.exists()
+    assert marker.read(cluster.marker) == marker.INCOMPLETE  # MicroK8s: disable runs
 
 
 def test_gpu_status_and_example_cli(gpu_cluster: tuple[Cluster, Path], tmp_path: Path) -> None:

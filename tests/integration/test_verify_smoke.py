@@ -3,7 +3,7 @@ DNS server and a real HTTP gateway on 127.0.0.1) and from a pod (a Job) before e
 
 from __future__ import annotations
 
-import os
+import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,10 +14,14 @@ from hybrid_knative.config import SnapPaths
 from hybrid_knative.errors import DeadlineExceeded, PermanentError
 from hybrid_knative.progress import Status
 from hybrid_knative.smoke import parse_ctr_images, smoke_data
+from hybrid_knative.system import marker, microk8s
+from hybrid_knative.system.http import HostProbes, HttpAnswer
 from tests.harness.emulator import FakeController, Store
 from tests.harness.knative import KnativeBehaviour
 from tests.harness.netfixtures import Gateway, ZoneResolver, dns_server, http_gateway, probes_for
-from tests.integration.conftest import Cluster
+from tests.harness.runner import RecordingRunner
+from tests.integration.conftest import NODE_IP, Cluster
+from tests.snap.fakes import Fakes, strict_wrappers
 
 QUIET = Status(verbosity=-1)
 HOST = "hello-default.hk.internal"
@@ -109,18 +113,19 @@ def test_smoke_service_answers_then_enabled(cluster: Cluster, net: tuple) -> Non
     assert cluster.server.get("serving.knative.dev/v1", "services", "hello", "default") is None
 
 
-def test_digest_from_the_nodes_containerd(cluster: Cluster, net: tuple, tmp_path: Path) -> None:
+def test_digest_from_the_nodes_containerd(cluster: Cluster, net: tuple, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
     dns, _, port, _ = net
+    # MicroK8s's public `microk8s ctr`; its internal wrapper would fail without MicroK8s's environment
+    fakes = Fakes(tmp_path / "fakes", microk8s={"channel": "1.35/stable"}, ctr_output=CTR_OUTPUT)
+    monkeypatch.setenv("FAKE_STATE", str(fakes.state_file))
+    monkeypatch.setenv(microk8s.ENV, fakes.microk8s)
     snap = tmp_path / "snap"
-    snap.mkdir()
-    (tmp_path / "ctr-output").write_text(CTR_OUTPUT)
-    wrapper = snap / "microk8s-ctr.wrapper"
-    # the fake sits at the argv boundary: it checks the exact arguments MicroK8s's wrapper gets
-    wrapper.write_text(f"#!/bin/sh\n[ \"$*\" = \"-n k8s.io images ls\" ] || exit 64\ncat {tmp_path / 'ctr-output'}\n")
-    os.chmod(wrapper, 0o755)
+    strict_wrappers(snap)
     config = cluster.config(verify=True, eventing=False, snap=SnapPaths(snap=snap, snap_data=tmp_path / "data",
                                                                          snap_common=tmp_path / "common"))
     addon.enable(config, QUIET, probes=probes_for(dns, port))
+    assert ["microk8s", "ctr", "-n", "k8s.io", "images", "ls"] in fakes.calls
     ksvc = cluster.server.get("serving.knative.dev/v1", "services", "hello", "default")
     assert ksvc["spec"]["template"]["spec"]["containers"][0]["image"] == f"docker.io/library/busybox@{NODE_DIGEST}"
     [job] = smoke_jobs(cluster)
@@ -146,7 +151,7 @@ def test_service_never_ready_points_to_doctor(make_cluster: Callable[..., Cluste
     assert "smoke service default/hello did not become Ready" in err.value.brief
     assert "RevisionMissing" in (err.value.details or "")
     assert "hybrid-knative doctor hello" in (err.value.resolution or "")
-    assert not cluster.marker.exists() and gateway.seen == []
+    assert marker.read(cluster.marker) == marker.INCOMPLETE and gateway.seen == []  # MicroK8s: disable runs
 
 
 def test_host_gets_404_from_the_ingress(cluster: Cluster, net: tuple) -> None:
@@ -158,18 +163,20 @@ def test_host_gets_404_from_the_ingress(cluster: Cluster, net: tuple) -> None:
     assert err.value.brief == f"the smoke service does not answer from this host: {URL}"
     assert "HTTP 404" in (err.value.details or "")
     assert "hybrid-knative doctor hello" in (err.value.resolution or "")
-    assert not cluster.marker.exists() and smoke_jobs(cluster) == []
+    assert marker.read(cluster.marker) == marker.INCOMPLETE and smoke_jobs(cluster) == []  # MicroK8s: disable runs
 
 
 def test_host_name_does_not_resolve(cluster: Cluster) -> None:
+    """systemd-resolved runs (so the split DNS was configured), yet the name does not resolve."""
+    (cluster.host_root / "run/systemd/resolve").mkdir(parents=True)
     with dns_server("other.zone") as (dns, resolver), http_gateway() as (port, gateway), \
             pytest.raises(PermanentError) as err:
         addon.enable(cluster.config(verify=True, eventing=False, wait_timeout=1.0), QUIET,
-                     probes=probes_for(dns, port))
+                     probes=probes_for(dns, port), runner=RecordingRunner())
     assert "does not answer from this host" in err.value.brief
     assert f"{HOST} does not resolve from this host" in (err.value.details or "")
     assert HOST in resolver.queries and gateway.seen == []
-    assert not cluster.marker.exists()
+    assert marker.read(cluster.marker) == marker.INCOMPLETE  # MicroK8s: disable runs
 
 
 def test_pod_probe_fails(make_cluster: Callable[..., Cluster], net: tuple) -> None:
@@ -190,7 +197,7 @@ def test_pod_probe_fails(make_cluster: Callable[..., Cluster], net: tuple) -> No
     assert err.value.brief == f"the smoke service does not answer from a pod: {URL}"
     assert "BackoffLimitExceeded" in (err.value.details or "")
     assert "doctor hello" in (err.value.resolution or "") and "logs job/hk-smoke-probe-" in (err.value.resolution or "")
-    assert not cluster.marker.exists()
+    assert marker.read(cluster.marker) == marker.INCOMPLETE  # MicroK8s: disable runs
 
 
 def test_a_foreign_hello_service_is_not_taken_over(cluster: Cluster, net: tuple) -> None:
@@ -207,3 +214,32 @@ def test_a_foreign_hello_service_is_not_taken_over(cluster: Cluster, net: tuple)
     assert "--no-verify" in (err.value.resolution or "")
     ksvc = cluster.server.get("serving.knative.dev/v1", "services", "hello", "default")
     assert ksvc["spec"]["template"]["spec"]["containers"][0]["image"] == "example.org/hello:1"
+
+
+def test_host_without_split_dns_is_verified_through_the_ingress_address(cluster: Cluster, net: tuple) -> None:
+    """A plain resolv.conf host (no systemd-resolved, no NetworkManager): the host cannot resolve the
+    zone, so enable GETs the URL through the ingress address with the Host header, and finishes."""
+    _dns, _resolver, port, gateway = net
+    (cluster.host_root / "etc").mkdir(parents=True, exist_ok=True)
+    (cluster.host_root / "etc/resolv.conf").write_text("nameserver 192.168.1.1\n")
+    asked: list[str] = []
+
+    def host_resolver(name: str) -> list[str]:
+        asked.append(name)
+        return []  # what getaddrinfo gives for *.hk.internal on such a host
+
+    vias: list[str | None] = []
+
+    @dataclasses.dataclass(frozen=True)
+    class NodeProbes(HostProbes):
+        """The node address (10.0.0.5) is not this test host's: its gateway stands in on 127.0.0.1."""
+
+        def get(self, url: str, *, via: str | None = None) -> HttpAnswer:
+            vias.append(via)
+            return super().get(url, via="127.0.0.1" if via == NODE_IP else via)
+
+    probes = NodeProbes(resolve=host_resolver, http_port=port, timeout=2.0)
+    outcome = addon.enable(cluster.config(verify=True, eventing=False), QUIET, probes=probes)
+    assert outcome.smoke_url == URL and cluster.marker.is_file()
+    assert gateway.seen == [HOST] and asked == [HOST] and vias == [NODE_IP]
+    assert not (cluster.host_root / "etc/systemd").exists()

@@ -10,7 +10,14 @@ what the real tools print, with the real exit codes:
   microk8s inspect for a deeper inspection.", exit 1), `status --addon NAME` ("enabled"/"disabled";
   an unknown addon exits 0), `addons repo list` (the real table), `addons repo add NAME SOURCE
   --reference REF` (a real `git clone -b REF`, then MicroK8s's validation — reused from
-  tests/unit/test_addon_repo.py — deleting the clone on failure), `enable NAME ARGS…`;
+  tests/unit/test_addon_repo.py — deleting the clone on failure), `enable|disable NAME ARGS…` the way
+  MicroK8s's dispatcher (scripts/wrappers/common/utils.py, unprotected_xable) does it: the addon's
+  state comes from its check_status ($SNAP_DATA-expanded file marker), "Addon REPO/NAME is already
+  enabled|disabled" when it is already in the asked state, else the addon's own script runs with
+  MicroK8s's environment and its exit code becomes microk8s's; core addons (dns, nvidia) by name;
+  `kubectl get ksvc NAME -n NS -o jsonpath={.status.url}`;
+- `hybrid-knative enable|repair|disable|status` at MicroK8s's boundary: the marker (state incomplete /
+  enabled), status printed the way the real one prints it (no URL);
 - `snapctl get [-d] KEY…`, `set K=V…`, `unset K…`, `start [--enable] SVC`, `stop [--disable] SVC`.
 """
 
@@ -88,7 +95,25 @@ if state["microk8s"] is None:
 addons_dir = Path(state["common"]) / "addons"
 NOT_RUNNING = "microk8s is not running. Use microk8s inspect for a deeper inspection."
 
-def known(name):
+MICROK8S_ENV = {"SNAP": state["snap"], "SNAP_DATA": state["snap_data"], "SNAP_COMMON": state["common"],
+                "SNAP_NAME": "microk8s", "SNAP_ARCH": state["arch"], "REAL_PATH": os.environ.get("PATH", "")}
+
+def is_xabled(addon):
+    """MicroK8s's get_status/is_enabled: a substring of `kubectl get all,ingress,ingressclass -A` (+ the
+    clusterroles), else $VAR-expanded, an existing regular file."""
+    check = addon["check_status"]
+    if any(check in row for row in state.get("kube_rows", [])):
+        return True
+    saved = dict(os.environ)
+    os.environ.update(MICROK8S_ENV)
+    try:
+        path = os.path.expandvars(check)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return os.path.isfile(path)
+
+def find(name):
     for repo in sorted(addons_dir.iterdir()) if addons_dir.is_dir() else []:
         try:
             doc = yaml.safe_load((repo / "addons.yaml").read_text())
@@ -96,8 +121,8 @@ def known(name):
             continue
         for addon in doc["microk8s-addons"]["addons"]:
             if addon["name"] == name and state["arch"] in addon["supported_architectures"]:
-                return True
-    return False
+                return repo.name, addon
+    return None
 
 if args[:1] == ["status"]:
     if "--wait-ready" in args:
@@ -108,10 +133,14 @@ if args[:1] == ["status"]:
         sys.exit(0)
     if "--addon" in args:
         name = args[args.index("--addon") + 1]
-        if not known(name):
+        if name in state["core_addons"]:
+            print("enabled" if name in state["core_enabled"] else "disabled")
+            sys.exit(0)
+        found = find(name)
+        if found is None:
             print(f"Addon {name} was not found in any repository")  # ... and exit code 0
             sys.exit(0)
-        print("enabled" if name in state["enabled"] else "disabled")
+        print("enabled" if is_xabled(found[1]) else "disabled")
         sys.exit(0)
 if args[:3] == ["addons", "repo", "list"]:
     print("{:10} {:>6} {}".format("REPO", "ADDONS", "SOURCE"))
@@ -144,28 +173,100 @@ if args[:3] == ["addons", "repo", "add"]:
         shutil.rmtree(dest)
         sys.exit(1)
     sys.exit(0)
-if args[:1] == ["enable"]:
-    name = args[1]
-    if not known(name):
+if args[:1] in (["enable"], ["disable"]):
+    # MicroK8s's unprotected_xable: the addon's script runs only when check_status says the opposite state
+    action, name, rest = args[0], args[1], args[2:]
+    if name in state["core_addons"]:
+        xabled = (name in state["core_enabled"]) == (action == "enable")
+        if xabled:
+            print(f"Addon core/{name} is already {action}d")
+            sys.exit(0)
+        state.setdefault("core_calls", []).append(
+            [action, name, os.environ.get("MICROK8S_ADDONS_SKIP_LOCK", "")])
+        save(state)
+        if state.get("core_fails") == name:
+            print("Infer repository core for addon nvidia")
+            print("Deployment of the GPU operator failed", file=sys.stderr)
+            sys.exit(1)
+        state["core_enabled"] = ([*state["core_enabled"], name] if action == "enable"
+                                 else [a for a in state["core_enabled"] if a != name])
+        save(state)
+        sys.exit(0)
+    found = find(name)
+    if found is None:
         print(f"Addon {name} was not found in any repository")
         sys.exit(0)  # MicroK8s exits 0 here
-    if name in state["enabled"]:
-        print(f"Addon {name} is already enabled")
+    repo, addon = found
+    if is_xabled(addon) == (action == "enable"):
+        print(f"Addon {repo}/{name} is already {action}d")
         sys.exit(0)
-    state["enable_args"] = args[2:]
-    if state["enable_works"]:
-        state["enabled"].append(name)
-    save(state)
-    print(state["enable_output"])
+    script = addons_dir / repo / "addons" / name / action
+    env = {**os.environ, **MICROK8S_ENV}
+    done = subprocess.run([str(script), *rest], env=env)
+    sys.exit(done.returncode)
+if args[:1] == ["ctr"]:
+    # `microk8s ctr -n k8s.io images ls`: MicroK8s's ctr on its containerd socket
+    if args[1:] != ["-n", "k8s.io", "images", "ls"] or state.get("ctr_output") is None:
+        print("ctr: failed to dial \"/var/snap/microk8s/common/run/containerd.sock\"", file=sys.stderr)
+        sys.exit(1)
+    print(state["ctr_output"], end="")
     sys.exit(0)
+if args[:1] == ["kubectl"]:
+    # `microk8s kubectl get ksvc NAME -n NS -o jsonpath={.status.url}`
+    if args[1:3] == ["get", "ksvc"]:
+        url = state.get("ksvc_url")
+        if not url:
+            print(f'Error from server (NotFound): services.serving.knative.dev "{args[3]}" not found',
+                  file=sys.stderr)
+            sys.exit(1)
+        print(url, end="")
+        sys.exit(0)
 print(f"error: unknown command {args!r}", file=sys.stderr)
 sys.exit(64)
 '''
 
 HYBRID_KNATIVE = COMMON + r'''
-if args[:1] == ["status"]:
-    print("enabled: yes\nknative: 1.23\nurl: http://hello-default.hk.internal")
+# What the real `hybrid-knative` does at MicroK8s's boundary: enable writes the marker check_status reads
+# (state incomplete from the first change, enabled at the end), disable removes it, status prints what
+# the real status prints (no URL).
+data = os.environ.get("HYBRID_KNATIVE_MICROK8S_SNAP_DATA") or os.environ.get("SNAP_DATA") or state["snap_data"]
+marker = os.path.join(data, "var", "lock", "hybrid-knative.enabled")
+
+def mark(value):
+    os.makedirs(os.path.dirname(marker), exist_ok=True)
+    with open(marker, "w") as fh:
+        fh.write(f"knative 1.23\nstate {value}\n")
+
+if args[:1] in (["enable"], ["repair"]):
+    state["enable_args"] = args[1:]
+    state.setdefault("runs", []).append(args[0])
+    save(state)
+    if state["enable_fails"]:
+        mark("incomplete")
+        print("✗ Wait for Kourier to be ready", file=sys.stderr)
+        sys.exit(1)
+    if state["enable_works"]:
+        mark("enabled")
+        state["ksvc_url"] = "http://hello-default.hk.internal"
+        save(state)
+    print(state["enable_output"])
     sys.exit(0)
+if args[:1] == ["disable"]:
+    state.setdefault("runs", []).append("disable")
+    state["ksvc_url"] = None
+    save(state)
+    if os.path.exists(marker):
+        os.unlink(marker)
+    print("hybrid-knative: disabled.")
+    sys.exit(0)
+if args[:1] == ["status"]:
+    try:
+        text = open(marker).read()
+    except OSError:
+        text = ""
+    shown = "no" if not text else ("incomplete" if "state incomplete" in text else "yes")
+    print(f"enabled: {shown}\nknative: 1.23\ndomain: hk.internal\ningress IP: 10.0.0.5")
+    sys.exit(0 if shown == "yes" else 3)
 sys.exit(64)
 '''
 
@@ -236,6 +337,27 @@ sys.exit(1)
 '''
 
 
+# MicroK8s's internal wrappers ($SNAP/microk8s-<cmd>.wrapper) begin like this: they need MicroK8s's own
+# snap environment (SNAP pointing at MicroK8s, with actions/common/utils.sh inside). Called from another
+# snap or a pip install they fail exactly like this (bash: SNAP: unbound variable / No such file).
+STRICT_WRAPPER = """#!/usr/bin/env bash
+set -eu
+source $SNAP/actions/common/utils.sh
+use_snap_env
+echo "the internal wrapper ran: $0 $*"
+"""
+
+
+def strict_wrappers(snap: Path, names: tuple[str, ...] = ("status", "enable", "ctr", "images")) -> None:
+    """A MicroK8s snap folder whose internal wrappers fail without MicroK8s's environment."""
+    (snap / "actions" / "common").mkdir(parents=True, exist_ok=True)
+    (snap / "actions" / "common" / "utils.sh").write_text("use_snap_env() { :; }\n", encoding="utf-8")
+    for name in names:
+        path = snap / f"microk8s-{name}.wrapper"
+        path.write_text(STRICT_WRAPPER, encoding="utf-8")
+        path.chmod(0o755)
+
+
 class Fakes:
     """The fake executables in ``bin`` and their shared state file."""
 
@@ -245,7 +367,9 @@ class Fakes:
         self.bin.mkdir(parents=True)
         self.state_file = root / "state.json"
         initial = {"calls": [], "snapd": "2.63", "microk8s": None, "install_fails": False, "ready": True,
-                   "common": str(root / "microk8s-common"), "arch": "amd64", "enabled": [], "enable_works": True,
+                   "common": str(root / "microk8s-common"), "snap_data": str(root / "microk8s-data"),
+                   "snap": str(root / "microk8s-snap"), "arch": "amd64", "core_addons": ["dns", "nvidia"],
+                   "core_enabled": ["dns"], "enable_works": True, "enable_fails": False, "ksvc_url": None,
                    "enable_output": "hybrid-knative: Knative 1.23 is enabled (120 writes).\n"
                                     "Try it: curl http://hello-default.hk.internal",
                    "config": {}, "services": {}}
@@ -273,6 +397,11 @@ class Fakes:
     @property
     def calls(self) -> list[list[str]]:
         return self.read()["calls"]
+
+    @property
+    def microk8s(self) -> str:
+        """For HYBRID_KNATIVE_MICROK8S_BIN: the fake `microk8s` command."""
+        return str(self.bin / "microk8s")
 
     def env(self) -> dict[str, str]:
         return {"FAKE_STATE": str(self.state_file), "PATH": f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}"}

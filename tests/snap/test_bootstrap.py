@@ -93,7 +93,7 @@ def test_fresh_host(fakes: Fakes, tmp_path: Path, addon_repo: Path) -> None:
     assert add == [["microk8s", "addons", "repo", "add", "hybrid-knative", str(opts.repo_copy), "--reference", "1.35"]]
     state = fakes.read()
     assert state["enable_args"] == ["--knative", "1.23"]
-    assert state["enabled"] == ["hybrid-knative"]
+    assert "state enabled" in (Path(state["snap_data"]) / "var/lock/hybrid-knative.enabled").read_text()
     # the clone MicroK8s made is on the track's branch and passes its validation
     clone = Path(state["common"]) / "addons" / "hybrid-knative"
     assert (clone / ".git" / "HEAD").read_text().strip() == "ref: refs/heads/1.35"
@@ -111,8 +111,10 @@ def test_rerun_does_only_what_is_missing(fakes: Fakes, tmp_path: Path, addon_rep
     before = len(fakes.calls)
     outcome, out = run(opts)
     assert outcome.installed_microk8s is False and outcome.added_repo is False and outcome.enabled is False
-    assert outcome.url == "http://hello-default.hk.internal"  # from `hybrid-knative status`
+    # enable did not run: the URL comes from the Knative Service (`hybrid-knative status` prints none)
+    assert outcome.url == "http://hello-default.hk.internal"
     new_calls = fakes.calls[before:]
+    assert ["microk8s", "kubectl", "get", "ksvc", "hello", "-n", "default", "-o", "jsonpath={.status.url}"] in new_calls
     assert not [c for c in new_calls if any(m <= set(c) for m in MUTATING)], new_calls
     assert "✓ MicroK8s already installed (tracking 1.35/stable)" in out
     assert "✓ Addon repository hybrid-knative already registered" in out
@@ -161,6 +163,20 @@ def test_addon_already_enabled(fakes: Fakes, tmp_path: Path, addon_repo: Path) -
     outcome, _ = run(opts)
     assert outcome.enabled is False
     assert sum(1 for c in fakes.calls if c[:2] == ["microk8s", "enable"]) == 1
+
+
+def test_rerun_after_a_half_way_enable_repairs(fakes: Fakes, tmp_path: Path, addon_repo: Path) -> None:
+    """MicroK8s counts the addon enabled from the first change on ("incomplete" marker) and skips
+    `microk8s enable`: bootstrap's re-run sees "incomplete" in `hybrid-knative status` and repairs."""
+    opts = options(tmp_path, addon_repo, enable_args=("--knative", "1.23"))
+    fakes.update(enable_fails=True)
+    fail(opts, CommandError)
+    assert fakes.read()["runs"] == ["enable"]
+    fakes.update(enable_fails=False)
+    outcome, out = run(opts)
+    assert fakes.read()["runs"] == ["enable", "repair"] and fakes.read()["enable_args"] == ["--knative", "1.23"]
+    assert outcome.enabled is True and outcome.url == "http://hello-default.hk.internal"
+    assert "✓ Repair hybrid-knative: a previous enable stopped half-way" in out
 
 
 def test_refresh_copy_follows_the_snap(tmp_path: Path, addon_repo: Path, build_snap: object) -> None:

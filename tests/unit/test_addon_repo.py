@@ -4,13 +4,15 @@ MicroK8s (scripts/wrappers/addons.py, validate_addons_repo) validates addons.yam
 schema, then checks that every addon has executable `enable` and `disable` hooks; a failure
 deletes the clone. Listing (common/utils.py, get_available_addons) then filters by architecture
 and `confinement`, and `microk8s addons repo list` reads the top-level `description`. The rules
-of docs/microk8s-contract.md that MicroK8s does not check itself are enforced here too.
+of the MicroK8s contract (microk8s-contract.md in the project's shared notes, read from MicroK8s's
+scripts/wrappers/addons.py and common/utils.py) that MicroK8s does not check itself are enforced here too.
 """
 
 from __future__ import annotations
 
 import copy
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -241,3 +243,15 @@ def test_repo_checks_hooks(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(RepoInvalid, match=r"does not contain an addons\.yaml"):
         validate_repo(tmp_path / "empty")
+
+
+def test_cited_docs_exist_and_no_plug_is_claimed_that_snapcraft_lacks() -> None:
+    root = Path(__file__).resolve().parents[2]
+    for path in (Path(__file__), root / "addons.yaml"):
+        for cited in re.findall(r"\bdocs/[\w.-]+\.md\b", path.read_text(encoding="utf-8")):
+            assert (root / cited).is_file(), f"{path.name} cites {cited}, which does not exist"
+    snapcraft = yaml.safe_load((root / "snapcraft.yaml").read_text(encoding="utf-8"))
+    has_content = any((i or {}).get("interface") == "content"
+                      for section in ("plugs", "slots") for i in (snapcraft.get(section) or {}).values())
+    claims = re.search(r"served instead by the companion-snap path|content plug \+", (root / "addons.yaml").read_text())
+    assert has_content or not claims, "addons.yaml describes a content plug/slot that snapcraft.yaml does not have"

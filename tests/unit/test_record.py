@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import stat
 from pathlib import Path
@@ -130,3 +131,26 @@ def test_unreadable_record_is_a_clear_error(tmp_path: Path) -> None:
     cluster.objects[RECORD_REF] = {"data": {"record.json": json.dumps(bad)}}
     with pytest.raises(PermanentError, match="unknown undo kind"):
         Record.load(path, server="s", cluster=cluster)
+
+
+def test_a_host_file_keeps_its_reload_and_a_reload_owed(tmp_path: Path) -> None:
+    """hybrid-knative/host: NetworkManager's reload command and "reload still owed" survive the round trip;
+    replace_undo (latest wins) saves only when the entry changed; an entry of an older record loads with
+    the defaults (restart systemd-resolved, nothing owed)."""
+    cluster = Objects()
+    rec = Record(tmp_path / "r.json", server="s", cluster=cluster)
+    owed = HostFile(host="h", path="/etc/NetworkManager/dnsmasq.d/x.conf", restart_resolved=True,
+                    reload=("nmcli", "general", "reload", "dns-full"), reload_pending=True, mode="nm-dnsmasq")
+    rec.put_undo(Undo("f", owed))
+    saved = len(cluster.writes)
+    rec.replace_undo(Undo("f", owed))
+    assert len(cluster.writes) == saved  # unchanged: not written again
+    done = dataclasses.replace(owed, reload_pending=False)
+    rec.replace_undo(Undo("f", done))
+    assert len(cluster.writes) == saved + 1
+    again = Record.load(tmp_path / "other.json", server="s", cluster=cluster)
+    assert [u.action for u in again.undos] == [done]
+    old = Undo.from_dict({"key": "f", "action": {"kind": "host-file", "host": "h", "path": "/p",
+                                                 "restart_resolved": True}})
+    assert old.action == HostFile(host="h", path="/p", restart_resolved=True, reload=(), reload_pending=False,
+                                  mode="resolved")

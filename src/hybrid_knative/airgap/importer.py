@@ -16,6 +16,7 @@ from hybrid_knative.airgap.images import ImageRef
 from hybrid_knative.config import SnapPaths
 from hybrid_knative.errors import ConfigError, IntegrityError
 from hybrid_knative.progress import Status
+from hybrid_knative.system import microk8s
 from hybrid_knative.system.files import atomic_write
 from hybrid_knative.system.registry import Skopeo
 from hybrid_knative.system.runner import Runner
@@ -41,11 +42,12 @@ class Target:
 
     @classmethod
     def cluster(cls, snap: SnapPaths) -> Target:
-        return cls("cluster", (str(snap.snap / "microk8s-images.wrapper"),))
+        # hybrid-knative/host: MicroK8s's public command, not $SNAP/microk8s-images.wrapper (needs its env)
+        return cls("cluster", (microk8s.command(), "images"))
 
     @classmethod
     def node(cls, snap: SnapPaths, ctr: Sequence[str] | None = None) -> Target:
-        return cls("node", tuple(ctr) if ctr else (str(snap.snap / "microk8s-ctr.wrapper"),))
+        return cls("node", tuple(ctr) if ctr else (microk8s.command(), "ctr"))
 
     @classmethod
     def registry(cls, mirror: str, snap: SnapPaths, certs_dir: Path | None = None) -> Target:

@@ -10,6 +10,7 @@ import click
 from hybrid_knative import addon
 from hybrid_knative import doctor as diagnosis
 from hybrid_knative.cli.common import build_target, cluster_options, handle_errors, verbosity_options
+from hybrid_knative.dns.check import Lookup, system_lookup
 from hybrid_knative.dns.resolve import DnsClient, split_server
 from hybrid_knative.errors import ConfigError
 from hybrid_knative.kube.wait import WaitPolicy
@@ -19,13 +20,27 @@ from hybrid_knative.wiring.ros2 import bridges_health, doctor_lines
 
 def _probes(dns_server: str | None) -> HostProbes:
     if dns_server is None:
-        return HostProbes(resolve=system_resolve)
+        return HostProbes(resolve=system_resolve, outcome=lambda name: system_lookup(name)[1])
     try:
         split_server(dns_server)
     except ConfigError as exc:
         raise click.BadParameter(exc.brief, param_hint="--dns-server") from None
     client = DnsClient((dns_server,))
-    return HostProbes(resolve=lambda name: list(client.addresses(name).addresses))
+    return HostProbes(resolve=lambda name: list(client.addresses(name).addresses),
+                      outcome=lambda name: client.addresses(name).outcome)
+
+
+def _lookup(dns_server: str | None) -> Lookup:
+    """(addresses, outcome): a DNS timeout stays a timeout (not "no answer")."""
+    if dns_server is None:
+        return system_lookup
+    client = DnsClient((dns_server,))
+
+    def lookup(name: str) -> tuple[list[str], str]:
+        answer = client.addresses(name)
+        return list(answer.addresses), answer.outcome
+
+    return lookup
 
 
 @click.command("doctor")
@@ -58,6 +73,9 @@ def doctor(verbose: int, quiet: bool, ksvc: str | None, namespace: str, no_pod_c
                        max_interval=max(config.poll_interval, min(5.0, config.wait_timeout / 10)))
     if ksvc is None:
         report = diagnosis.diagnose_platform(kube)
+        # hybrid-knative/host: DNS of the zone — the CoreDNS block, a service host from this host and a pod
+        report = diagnosis.with_dns(report, addon.dns_checks(config, kube, lookup=_lookup(dns_server)), kube,
+                                    waits=waits, pod_check=not no_pod_check)
     else:
         report = diagnosis.diagnose_service(kube, ksvc, namespace, probes=probes, waits=waits,
                                             pod_check=not no_pod_check)

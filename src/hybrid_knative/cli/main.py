@@ -82,20 +82,40 @@ def enable(verbose: int, quiet: bool, knative: str | None, upstream_dirs: tuple[
         click.echo(f"Smoke service (answers HTTP 200 from this host and from pods): {outcome.smoke_url}")
 
 
+# hybrid-knative/host: MicroK8s skips `microk8s enable hybrid-knative` once the marker exists (also while
+# it says "incomplete"), so the way to finish or repair an install is this command (same options as enable).
+repair = click.Command(
+    "repair", params=list(enable.params), callback=enable.callback, epilog=EPILOG,
+    help="Finish or repair an install: run every enable step again (what is in place is left as it is).\n\n"
+    "Use it after an enable stopped half-way (`hybrid-knative status` says \"incomplete\") or when a part was "
+    "removed: MicroK8s answers `microk8s enable hybrid-knative` with \"already enabled\" from the first "
+    "change on and does not run it again. Same options as enable.")
+cli.add_command(repair)
+
+
 @cli.command()
 @cluster_options
-@click.option("--delete-user-models", is_flag=True,
-              help="With --with ml: also delete your InferenceServices (removed with KServe's CRDs); without "
-              "it, disable refuses while any exist.")
+@click.option("--destroy-user-objects", "user_objects", flag_value="destroy",
+              help="Also delete every object of hybrid-knative's CRDs that is not hybrid-knative's own "
+              "(your KServices, Brokers, Triggers, InferenceServices…), first, while their controllers still run.")
+@click.option("--delete-user-models", "user_objects", flag_value="destroy",
+              help="The same as --destroy-user-objects (its older name, from --with ml).")
+@click.option("--keep-user-objects", "user_objects", flag_value="keep",
+              help="Keep hybrid-knative's CRDs and every object of them; remove everything else.")
 @verbosity_options
 @handle_errors
-def disable(verbose: int, quiet: bool, delete_user_models: bool, **cluster: Any) -> None:
+def disable(verbose: int, quiet: bool, user_objects: str | None, **cluster: Any) -> None:
     """Remove exactly what enable created, in reverse order (also after a partial enable, and from any
-    control-plane node: the record is kept in the cluster)."""
+    control-plane node: the record is kept in the cluster).
+
+    When objects that are not hybrid-knative's exist of its CRDs (your KServices, Brokers, Triggers,
+    InferenceServices…), disable lists them and changes nothing unless you pass --destroy-user-objects
+    or --keep-user-objects. Through MicroK8s: `sudo microk8s disable hybrid-knative --keep-user-objects`.
+    """
     from hybrid_knative import addon
 
     config = build_target(**cluster)
-    addon.disable(config, make_status(verbose, quiet), delete_user_models=delete_user_models)
+    addon.disable(config, make_status(verbose, quiet), user_objects=user_objects)
     click.echo("hybrid-knative: disabled.")
 
 
@@ -106,10 +126,13 @@ def disable(verbose: int, quiet: bool, delete_user_models: bool, **cluster: Any)
 def status(verbose: int, quiet: bool, **cluster: Any) -> None:
     """Show whether hybrid-knative is enabled and each component's health. Exit 0 only when healthy."""
     from hybrid_knative import addon
+    from hybrid_knative.system import marker
 
     config = build_target(**cluster)
     h = addon.health(config)
-    click.echo(f"enabled: {'yes' if h.enabled else 'no'}")
+    shown = {marker.ENABLED: "yes", marker.UNVERIFIED: "yes (not verified: enabled with --no-verify)",
+             marker.INCOMPLETE: "incomplete"}
+    click.echo(f"enabled: {shown.get(h.state or '', 'no')}")
     click.echo(f"knative: {h.release or '-'}")
     click.echo(f"domain: {h.domain or '-'}")
     click.echo(f"ingress IP: {h.ingress_ip or '-'}")
@@ -126,6 +149,12 @@ def status(verbose: int, quiet: bool, **cluster: Any) -> None:
             click.echo(f"{c.name.ljust(width)}  {'yes' if c.ready else 'no ':<5}  {c.detail}")
     if h.enabled:
         _print_bridges(addon.connect(config))
+    for d in h.dns:  # hybrid-knative/host
+        click.echo(f"{'✓' if d.ok else '✗'} {d.name}: {d.cause} ({d.evidence})")
+        if not d.ok and d.fix:
+            click.echo(f"  fix: {d.fix}")
+    if h.state == marker.INCOMPLETE:
+        click.echo(f"enable or disable stopped half-way; {marker.REPAIR}", err=True)
     sys.exit(0 if h.healthy else 3)
 
 

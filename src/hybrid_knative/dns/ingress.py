@@ -76,7 +76,7 @@ def choose(kube: KubeApi, *, override: str | None, hostname: str | None) -> Ingr
     svc = kube.get(KOURIER)
     if svc is None:
         raise PermanentError("Service kourier-system/kourier is missing",
-                             resolution="re-run enable: the Kourier step creates it")
+                             resolution="run `sudo hybrid-knative repair`: the Kourier step creates it")
     if override:
         return IngressAddress(override, "--ingress-ip")
     lb = load_balancer_ip(svc)

@@ -7,18 +7,18 @@ import dataclasses
 from hybrid_knative.catalog import Release
 from hybrid_knative.components.smoke import verify_smoke_service
 from hybrid_knative.config import ClusterTarget, Config
-from hybrid_knative.errors import ConfigError
+from hybrid_knative.install import user_objects as users_mod
 from hybrid_knative.install.plan import plan, render_plan
 from hybrid_knative.install.preflight import check_conflicts, check_room, host_facts, render_context
 from hybrid_knative.kube import ready
 from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.objects import ObjectRef
 from hybrid_knative.kube.wait import WaitPolicy, WaitStats, retry, wait_all
-from hybrid_knative.ml.cluster import users_inference_services
 from hybrid_knative.platform.context import Context
 from hybrid_knative.platform.record import NAMESPACE_REF, Record, record_path
 from hybrid_knative.platform.undo import take_back
 from hybrid_knative.progress import Status
+from hybrid_knative.system import marker
 from hybrid_knative.system.http import HostProbes
 from hybrid_knative.system.runner import Runner
 
@@ -86,6 +86,9 @@ def _enable(config: Config, status: Status, kube: KubeApi, *, probes: HostProbes
     ctx = Context(render=rc, kube=kube, record=record, status=status, runner=runner or Runner(),
                   waits=_forgetting(kube, wait_policy(config)), probes=probes or HostProbes(),
                   writes_before=writes_before)
+    # the marker exists from the first change on, as "incomplete" (system/marker.py): MicroK8s runs our
+    # disable only while it exists; install/steps/mark_enabled.py says "enabled" at the end
+    marker.write(config.effective_marker, marker.INCOMPLETE, release.line)
     for r in rendered:
         with status.step(r.step.title):
             try:
@@ -99,27 +102,34 @@ def _enable(config: Config, status: Status, kube: KubeApi, *, probes: HostProbes
 
 
 def disable(config: ClusterTarget, status: Status, *, kube: KubeApi | None = None,
-            runner: Runner | None = None, delete_user_models: bool = False) -> Outcome:
+            runner: Runner | None = None, user_objects: str | None = None,
+            delete_user_models: bool = False) -> Outcome:
     """Take back every recorded change (newest first), delete every recorded object (reverse rank order),
-    then the record itself. Works from any node: the record is read from the cluster.
+    then the record itself, then the marker. Works from any node: the record is read from the cluster.
 
-    Deleting KServe's CRDs would delete the users' InferenceServices with them: when there are any,
-    nothing is touched unless ``delete_user_models`` says so explicitly."""
-    if not delete_user_models:
-        kube = kube or connect(config)
-        keep_users_models(kube, load_record(config, kube))
-    marker = config.effective_marker
-    with status.step("Mark hybrid-knative disabled"):
-        marker.unlink(missing_ok=True)  # first: MicroK8s must never see "enabled" while we tear down
+    Deleting a CRD deletes every object of its kind: when users' objects of any component's CRDs exist
+    (KServices, Brokers, Triggers, InferenceServices…), nothing is touched unless ``user_objects`` says
+    ``destroy`` (deleted first, while their controllers run) or ``keep`` (the CRDs stay).
+    ``delete_user_models`` is the older name of ``destroy``."""
+    if delete_user_models and user_objects is None:
+        user_objects = users_mod.DESTROY
     kube = kube or connect(config)
     record = load_record(config, kube)
+    users = users_mod.check(kube, record, user_objects)  # refuses before any change
+    # "incomplete" until the teardown is done, so a failed `microk8s disable` can be re-run
+    if marker.read(config.effective_marker) is not None:
+        marker.write(config.effective_marker, marker.INCOMPLETE, record.release)
     if not len(record):
         status.info("Nothing recorded for this cluster: nothing to remove")
+        marker.remove(config.effective_marker)
         return Outcome(kube=kube)
     policy = wait_policy(config)
     stats = WaitStats()
-    entries = record.delete_order()
     writes_before = kube.counters.writes
+    if user_objects == users_mod.DESTROY:  # before their controllers go, so their finalizers run
+        users_mod.destroy(kube, users, status=status, policy=policy, stats=stats)
+    keep = users_mod.kept(record.delete_order(), user_objects)
+    entries = [e for e in record.delete_order() if e not in keep]
     undos = record.undos
     if undos:
         with status.step(f"Take back {len(undos)} changes to things hybrid-knative does not own"):
@@ -139,29 +149,20 @@ def disable(config: ClusterTarget, status: Status, *, kube: KubeApi | None = Non
                 awaited.append(entry.ref)
             record.remove(entry.ref)
             status.detail(f"deleted {entry.ref}")
-        record.clear()  # the record in the cluster, its namespace, the local cache
-        awaited.append(NAMESPACE_REF)
+        if keep:  # the kept CRDs stay recorded: a later enable or `disable --destroy-user-objects` finds them
+            record.save()
+        else:
+            record.clear()  # the record in the cluster, its namespace, the local cache
+            awaited.append(NAMESPACE_REF)
     with status.step("Wait for namespaces and CRDs to be gone"):
         wait_all({str(ref): ready.gone(kube, ref) for ref in awaited}, policy=policy, stats=stats,
                  on_progress=status.note,
                  resolution="something holds a finalizer; see `microk8s kubectl get ns` and "
                  "`microk8s kubectl get crd | grep knative`")
+    if keep:
+        status.info(f"Kept {len(keep)} CRDs and every object of them (--keep-user-objects); "
+                    "`hybrid-knative enable` brings their controllers back")
+    with status.step("Mark hybrid-knative disabled"):
+        marker.remove(config.effective_marker)  # last: until here `microk8s disable` must still run our script
     return Outcome(written=kube.counters.writes - writes_before, stats=stats, kube=kube)
 
-
-ISVC_CRD = ObjectRef("apiextensions.k8s.io/v1", "CustomResourceDefinition", None, "inferenceservices.serving.kserve.io")
-
-
-def keep_users_models(kube: KubeApi, record: Record) -> None:
-    """Refuse (before any change) to delete KServe's CRDs while users' InferenceServices exist."""
-    if record.get(ISVC_CRD) is None:
-        return
-    found = users_inference_services(kube)
-    if found:
-        names = [f"{(i.get('metadata') or {}).get('namespace')}/{(i.get('metadata') or {}).get('name')}"
-                 for i in found]
-        raise ConfigError(
-            f"{len(found)} InferenceService(s) of yours would be deleted with KServe's CRDs: nothing was changed",
-            details="\n".join(names[:20]),
-            resolution="delete them yourself (`microk8s kubectl delete inferenceservice -n NS NAME`), or say so: "
-            "`hybrid-knative disable --delete-user-models` (models in the store are kept either way)")

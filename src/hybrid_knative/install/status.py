@@ -7,6 +7,7 @@ import dataclasses
 from hybrid_knative import components
 from hybrid_knative.catalog import Release, load_catalog
 from hybrid_knative.config import ClusterTarget
+from hybrid_knative.dns import check as dns_check
 from hybrid_knative.dns import ingress
 from hybrid_knative.errors import HybridError
 from hybrid_knative.install.run import connect, load_record
@@ -14,7 +15,10 @@ from hybrid_knative.kube import ready
 from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.knative import knative_ready
 from hybrid_knative.kube.objects import ObjectRef
-from hybrid_knative.platform.record import Record
+from hybrid_knative.platform.record import CorefileBlock, HostFile, Record
+from hybrid_knative.smoke import smoke_data
+from hybrid_knative.system import marker
+from hybrid_knative.system.network import hostname
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,19 +95,56 @@ class ComponentHealth:
 
 @dataclasses.dataclass(frozen=True)
 class Health:
-    enabled: bool
+    enabled: bool  # the marker exists (MicroK8s shows the addon enabled)
     release: str | None
     components: list[ComponentHealth]  # one per recorded Deployment
     table: list[ComponentRow] = dataclasses.field(default_factory=list)  # one per component (status table)
     domain: str | None = None
     ingress_ip: str | None = None
+    state: str | None = None  # the marker's: incomplete, unverified, enabled; None without a marker
+    dns: list[dns_check.DnsCheck] = dataclasses.field(default_factory=list)
 
     @property
     def healthy(self) -> bool:
-        return self.enabled and all(c.ready for c in self.components) and all(r.ready for r in self.table)
+        return (self.state in (marker.ENABLED, marker.UNVERIFIED) and all(c.ready for c in self.components)
+                and all(r.ready for r in self.table) and all(d.ok for d in self.dns))
 
 
-def health(config: ClusterTarget, *, kube: KubeApi | None = None) -> Health:
+def host_dns_mode(record: Record) -> str | None:
+    """How this host resolves the zone, from the record's undo entries: the host file's mode (resolved,
+    nm-dnsmasq), ``manual`` in local mode without one (plain resolv.conf: nothing was changed), None
+    outside local mode (no CoreDNS block)."""
+    if not any(isinstance(u.action, CorefileBlock) for u in record.undos):
+        return None
+    here = hostname()
+    for u in record.undos:
+        if isinstance(u.action, HostFile) and u.action.host == here:
+            return u.action.mode
+    return "manual"
+
+
+def dns_checks(config: ClusterTarget, kube: KubeApi, *, lookup: dns_check.Lookup | None = None,
+               record: Record | None = None) -> list[dns_check.DnsCheck]:
+    """The CoreDNS block (local mode) and a service host from this host."""
+    record = record if record is not None else load_record(config, kube)
+    domain = knative_domain(kube) if len(record) else None
+    if domain is None:
+        return []
+    mode = host_dns_mode(record)
+    checks = [dns_check.corefile_block(kube, domain)] if mode is not None else []
+    data = smoke_data()
+    host = f"{data.name}-{data.namespace}.{domain}"
+    if mode == "manual":  # nothing on this host can resolve the zone: not a fault
+        checks.append(dns_check.DnsCheck("dns-host", True, f"{host} is not resolved on this host (plain "
+                                         "resolv.conf: see the lines enable printed, docs/dns.md).",
+                                         "host DNS: manual"))
+    else:
+        checks.append(dns_check.host_resolves(host, lookup or dns_check.system_lookup, ingress_ip(kube),
+                                              host_dns=mode))
+    return checks
+
+
+def health(config: ClusterTarget, *, kube: KubeApi | None = None, lookup: dns_check.Lookup | None = None) -> Health:
     kube = kube or connect(config)
     kube.server_version()
     record = load_record(config, kube)
@@ -114,7 +155,9 @@ def health(config: ClusterTarget, *, kube: KubeApi | None = None) -> Health:
         reason = ready.deployment_available(kube, entry.ref.namespace, entry.ref.name)()
         comps.append(ComponentHealth(f"{entry.ref.namespace}/{entry.ref.name}", reason is None, reason or "Available"))
     release = next((r for r in load_catalog().releases if r.line == record.release), None)
-    return Health(enabled=config.effective_marker.is_file(), release=record.release, components=comps,
+    state = marker.read(config.effective_marker)
+    return Health(enabled=state is not None, state=state, release=record.release, components=comps,
+                  dns=dns_checks(config, kube, lookup=lookup, record=record) if len(record) else [],
                   table=component_rows(kube, record, release) if len(record) else [],
                   domain=knative_domain(kube) if len(record) else None,
                   ingress_ip=ingress_ip(kube) if len(record) else None)

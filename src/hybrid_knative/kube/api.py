@@ -342,7 +342,7 @@ def _resolution_for(code: int) -> str:
     if code in (401, 403):
         return "the kubeconfig's user lacks permission; use MicroK8s's admin config (run with sudo)"
     if code == 404:
-        return "a namespace or CRD it needs is missing; re-run enable to apply the steps in order"
+        return "a namespace or CRD it needs is missing; run `sudo hybrid-knative repair` to apply the steps in order"
     if code == 422:
         return "the object was rejected as invalid; please report this as a hybrid-knative bug"
     return "see the message above"

@@ -49,7 +49,8 @@ def merge_config_maps(ctx: Context, objs: Iterable[Manifest]) -> int:
         ref = ref_of(obj)
         live = ctx.kube.get(ref)
         if live is None:
-            raise PermanentError(f"{ref} is missing", resolution="re-run enable: an earlier step creates it")
+            raise PermanentError(f"{ref} is missing", resolution="run `sudo hybrid-knative repair`: an earlier step "
+                                 "creates it")
         want = obj.get("data") or {}
         have = live.get("data") or {}
         if all(have.get(k) == v for k, v in want.items()):

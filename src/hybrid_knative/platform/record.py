@@ -82,12 +82,22 @@ class CorefileBlock:
 
 @dataclasses.dataclass(frozen=True)
 class HostFile:
-    """A file we wrote on a host (the systemd-resolved drop-in): removed there, then the service restarted."""
+    """A file we wrote on a host (the systemd-resolved drop-in, NetworkManager's dnsmasq file): removed
+    there, then the resolver reloaded (``reload``: the command; default: restart systemd-resolved).
+
+    ``reload_pending``: the file was written (or removed) but its reload has not succeeded yet — the next
+    enable or disable runs it again (dns/hostdns.py retries it 3 times per run)."""
 
     kind: ClassVar[str] = "host-file"
     host: str
     path: str
     restart_resolved: bool = False
+    reload: tuple[str, ...] = ()
+    reload_pending: bool = False
+    mode: str = "resolved"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reload", tuple(str(a) for a in self.reload))  # JSON gives a list
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,6 +262,13 @@ class Record:
         """Remember how to take a change back, and save at once — call it BEFORE making the change. The
         first undo for a key wins: it restores the state from before hybrid-knative touched it."""
         if undo.key not in self._undos:
+            self._undos[undo.key] = undo
+            self.save()
+
+    def replace_undo(self, undo: Undo) -> None:
+        """Update an undo entry's bookkeeping (e.g. a reload still owed) and save at once when it changed.
+        Unlike put_undo the latest wins: use it only for state that is not "how it was before"."""
+        if self._undos.get(undo.key) != undo:
             self._undos[undo.key] = undo
             self.save()
 

@@ -35,10 +35,12 @@ def take_back(undo: Undo, *, kube: KubeApi, runner: Runner, status: Status, poli
                                      policy=policy, stats=stats)
     if isinstance(action, HostFile):
         if action.host != hostname():
+            reload = " ".join(action.reload or hostdns.RESTART)
             status.warn(f"{action.path} was written on host {action.host}, not this one: remove it there by hand"
-                        + (" and restart systemd-resolved" if action.restart_resolved else ""))
+                        + (f" and run `{reload}`" if action.restart_resolved else ""))
             return False
-        return hostdns.remove(Path(action.path), runner, restart=action.restart_resolved)
+        return hostdns.remove(Path(action.path), runner, restart=action.restart_resolved or action.reload_pending,
+                              reload_argv=action.reload or hostdns.RESTART)
     if isinstance(action, MicroK8sAddon):
         status.info(f"{action.addon} support came from MicroK8s's {action.addon} addon and is left enabled (other "
                     f"workloads may use it); to remove it too: sudo microk8s disable {action.addon}")

@@ -45,9 +45,12 @@ class HostProbes:
     resolve: Callable[[str], list[str]] = system_resolve
     http_port: int | None = None  # None: the URL's port (80 for http)
     timeout: float = 10.0
+    outcome: Callable[[str], str] | None = None  # why a name gave no address: timeout, nxdomain, … (doctor)
 
-    def get(self, url: str) -> HttpAnswer:
-        """GET ``url`` from this host: resolve its name ourselves, then connect with the Host header.
+    def get(self, url: str, *, via: str | None = None) -> HttpAnswer:
+        """GET ``url`` from this host: resolve its name ourselves (when it does not resolve and ``via``
+        is given — the ingress address, on hosts whose DNS cannot know the zone — connect to ``via``),
+        then connect with the Host header.
 
         Raises TemporaryError when the name does not resolve or nothing answers (worth retrying
         while routes settle), PermanentError for a URL we cannot probe.
@@ -56,7 +59,7 @@ class HostProbes:
         host = parts.hostname
         if parts.scheme != "http" or not host:
             raise PermanentError(f"cannot probe {url!r}: only http:// URLs with a host name are probed")
-        addresses = self.resolve(host)
+        addresses = self.resolve(host) or ([via] if via else [])
         if not addresses:
             raise TemporaryError(f"{host} does not resolve from this host",
                                  resolution="check the host's DNS for the Knative domain "

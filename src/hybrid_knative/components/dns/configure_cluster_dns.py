@@ -38,11 +38,12 @@ def run(ctx: Context, objs: list[Manifest]) -> None:
     assert zone is not None
     if ip is None:
         raise PermanentError("the Kourier ingress has no address yet",
-                             resolution="re-run enable: the ingress address step sets it")
+                             resolution="run `sudo hybrid-knative repair`: the ingress address step sets it")
     live = ctx.kube.get(ingress.COREDNS)
     if live is None or KEY not in (live.get("data") or {}):
         raise PermanentError("the cluster DNS is not enabled: ConfigMap kube-system/coredns has no Corefile",
-                             resolution="enable MicroK8s's DNS addon (`sudo microk8s enable dns`), then re-run")
+                             resolution="enable MicroK8s's DNS addon (`sudo microk8s enable dns`), then "
+                             "`sudo hybrid-knative repair`")
     text = str(live["data"][KEY])
     wanted = corefile.ensure(text, zone, ip)
     # remember before writing: a crash in between must still be undone

@@ -42,7 +42,7 @@ def run(ctx: Context, objs: list[Manifest]) -> None:
     ip = ingress.current(ctx.kube)
     if ip is None:
         raise PermanentError("the Kourier ingress has no address yet",
-                             resolution="re-run enable: the ingress address step sets it")
+                             resolution="run `sudo hybrid-knative repair`: the ingress address step sets it")
     domain = domain_for(config.domain_mode, domain=config.domain, ingress_ip=ip)
     assert domain is not None
     client = DnsClient(config.dns_servers)
@@ -64,7 +64,8 @@ def run(ctx: Context, objs: list[Manifest]) -> None:
 def _merge_data(ctx: Context, ref: ObjectRef, want: dict[str, str], *, prune: bool) -> None:
     live = ctx.kube.get(ref)
     if live is None:
-        raise PermanentError(f"{ref} is missing", resolution="re-run enable: the core step creates it")
+        raise PermanentError(f"{ref} is missing", resolution="run `sudo hybrid-knative repair`: the core step "
+                                 "creates it")
     have: dict[str, Any] = live.get("data") or {}
     patch: dict[str, Any] = {k: v for k, v in want.items() if have.get(k) != v}
     if prune:  # config-domain: one domain only; "_example" and other underscore keys are upstream docs

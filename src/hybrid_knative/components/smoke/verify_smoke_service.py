@@ -12,6 +12,7 @@ import datetime
 import urllib.parse
 
 from hybrid_knative import smoke
+from hybrid_knative.dns import hostdns, ingress
 from hybrid_knative.errors import DeadlineExceeded, PermanentError, TemporaryError
 from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.knative import SERVING, job_complete, knative_ready
@@ -70,7 +71,7 @@ def run(ctx: Context, objs: list[Manifest]) -> None:
         return
     ctx.record.verified = False  # until the probes below pass (saved with the step, also on failure)
     _check_not_foreign(ctx)
-    image, source = smoke.choose_image(ctx.runner, ctx.config.snap)
+    image, source = smoke.choose_image(ctx.runner)
     ctx.status.detail(f"smoke image {image} (digest from {source})")
     objs = smoke.service_objects(image)
     apply_objects(ctx, NAME, objs)
@@ -89,18 +90,32 @@ def run(ctx: Context, objs: list[Manifest]) -> None:
     if any(host == d or host.endswith("." + d) for d in UNREACHABLE_DOMAINS):
         raise PermanentError(f"the smoke service got the URL {url}, which no one outside the cluster can open",
                              details="config-domain in knative-serving has no reachable domain",
-                             resolution="re-run enable (it configures the domain), then " + _doctor())
+                             resolution="run `sudo hybrid-knative repair` (it configures the domain), then "
+                             + _doctor())
     _probe_from_host(ctx, url)
     _probe_from_pod(ctx, url, image)
     ctx.record.verified = True
     ctx.status.info(f"Smoke service answers: {url}")
 
 
+def _host_cannot_resolve(ctx: Context) -> str | None:
+    """The ingress address to probe through when this host's resolver cannot be pointed at the zone
+    (hybrid-knative/host: hostdns mode ``manual``, a plain resolv.conf); None to probe by name."""
+    if ctx.config.domain_mode != "local":
+        return None
+    if hostdns.detect(ctx.config.host_root).mode != "manual":
+        return None
+    return ingress.current(ctx.kube)
+
+
 def _probe_from_host(ctx: Context, url: str) -> None:
     marker = smoke.smoke_data().marker
+    via = _host_cannot_resolve(ctx)
+    if via:
+        ctx.status.detail(f"this host cannot resolve the zone: GET {url} through the ingress address {via}")
 
     def attempt() -> None:
-        answer = ctx.probes.get(url)
+        answer = ctx.probes.get(url, via=via)
         if answer.status != 200 or marker not in answer.body:
             raise TemporaryError(f"GET {url} from this host answered HTTP {answer.status} (via {answer.address})"
                                  + ("" if answer.status != 200 else ", without the smoke page"))

@@ -1,0 +1,28 @@
+"""MicroK8s's public command, `microk8s` — never its internal `$SNAP/microk8s-*.wrapper` scripts.
+
+The wrappers source `$SNAP/actions/common/utils.sh` and need MicroK8s's own snap environment (SNAP,
+SNAP_DATA, …); from the hybrid-knative snap or a pip install that environment is not MicroK8s's, so
+they fail. `/snap/bin/microk8s` sets it up itself: `microk8s enable nvidia`, `microk8s images import`
+(every node), `microk8s ctr …` (this node's containerd, MicroK8s's socket and the k8s.io namespace).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+ENV = "HYBRID_KNATIVE_MICROK8S_BIN"  # an explicit path (tests point it at a fake)
+SNAP_BIN = Path("/snap/bin/microk8s")
+
+
+def command(environ: Mapping[str, str] | None = None) -> str:
+    """``$HYBRID_KNATIVE_MICROK8S_BIN``, else /snap/bin/microk8s (sudo's PATH may lack /snap/bin), else PATH."""
+    env = os.environ if environ is None else environ
+    explicit = env.get(ENV)
+    if explicit:
+        return explicit
+    if SNAP_BIN.is_file():
+        return str(SNAP_BIN)
+    return shutil.which("microk8s") or "microk8s"
