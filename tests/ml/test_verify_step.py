@@ -28,6 +28,14 @@ from tests.harness.seaweedfs import free_port
 from tests.ml.conftest import MlCluster, install_ml
 from tests.ml.test_model_store import HERE, _wait_ready
 
+
+def _fresh_boto3_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The storage initializer is a fresh process; in this test process boto3's default session would keep the
+    credentials it resolved first (botocore caches them), i.e. an earlier test's store keys."""
+    import boto3
+
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+
 pytestmark = pytest.mark.integration
 
 
@@ -55,6 +63,7 @@ def test_verify_step_pushes_serves_and_gets_an_answer(ml_cluster_env: MlCluster,
                                                              "s3SecretAccessKeyName": store.SECRET_KEY_FIELD}).items():
                 m.setenv(key, value)
             out = Path(tempfile.mkdtemp(dir=tmp_path))
+            _fresh_boto3_session(monkeypatch)
             Storage.download(models.storage_uri(s3, verify_model_serving.MODEL), str(out))
         clean = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_"))}
         proc = subprocess.Popen([sys.executable, str(HERE / "sklearn_server.py"), verify_model_serving.MODEL,
