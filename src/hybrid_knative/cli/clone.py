@@ -136,7 +136,7 @@ def clone(verbose: int, quiet: bool, to_context: str, to_kubeconfig: Path | None
     probes = _probes(ingress_address)
     status = make_status(verbose, quiet)
     source = addon.connect(config)
-    target = KubeApi.connect(target_kubeconfig, to_context)
+    target = KubeApi.connect(target_kubeconfig, to_context, context_flag="--to")
     installer = make_installer(kubeconfig=target_kubeconfig, state_dir=config.effective_state_dir,
                                upstream_dirs=upstream_dirs, offline=offline, wait_timeout=config.wait_timeout,
                                poll_interval=config.poll_interval, dns_servers=dns_servers)

@@ -104,9 +104,20 @@ class KubeApi:
         return (ref.namespace, ref.name) in self._listed[key]
 
     @classmethod
-    def connect(cls, kubeconfig: Path, context: str | None = None, *, timeout: float = 30.0) -> KubeApi:
+    def connect(cls, kubeconfig: Path, context: str | None = None, *, timeout: float = 30.0,
+                context_flag: str = "--context") -> KubeApi:
         try:
-            single = KubeConfig.from_file(kubeconfig).get(context_name=context)
+            if not Path(kubeconfig).exists():  # lightkube reports a missing file as a generic config error
+                raise FileNotFoundError(kubeconfig)
+            whole = KubeConfig.from_file(kubeconfig)
+            if context is not None and context not in whole.contexts:
+                known = ", ".join(sorted(whole.contexts)) or "none"
+                raise ConfigError(f"kubeconfig {kubeconfig} has no context {context!r} (it has: {known})",
+                                  resolution=f"pass {context_flag} with one of the file's contexts "
+                                  "(`kubectl config get-contexts` lists them)")
+            single = whole.get(context_name=context)
+        except ConfigError:
+            raise
         except FileNotFoundError:
             raise ConfigError(f"kubeconfig not found: {kubeconfig}",
                               resolution="pass --kubeconfig PATH, or run on a MicroK8s node") from None
