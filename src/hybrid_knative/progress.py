@@ -23,6 +23,7 @@ class Status:
         self._lock = threading.Lock()
         self._current: str | None = None
         self._note = ""
+        self._skipped: str | None = None
 
     def _write(self, text: str) -> None:
         with self._lock:
@@ -49,10 +50,15 @@ class Status:
         if not self.tty:
             self.detail(message)
 
+    def skip(self, reason: str) -> None:
+        """The current step did nothing on purpose: its line says so (`– title (reason)`) instead of ✓."""
+        self._skipped = reason
+
     @contextlib.contextmanager
     def step(self, title: str) -> Iterator[None]:
         self._current = title
         self._note = ""
+        self._skipped = None
         stop = threading.Event()
         spinner: threading.Thread | None = None
         if self.tty and self.verbosity >= 0:
@@ -71,8 +77,9 @@ class Status:
         if spinner is not None:
             spinner.join(timeout=1)
         if self.verbosity >= 0:
-            self._write(f"✓ {title}")
+            self._write(f"– {title} ({self._skipped})" if self._skipped else f"✓ {title}")
         self._current = None
+        self._skipped = None
 
     def _spin(self, title: str, stop: threading.Event) -> None:
         for frame in itertools.cycle(FRAMES):

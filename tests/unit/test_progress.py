@@ -48,3 +48,14 @@ def test_spinner_only_on_tty() -> None:
     text = tty.getvalue()
     assert text.endswith("✓ Wait\n")
     assert "\r\033[K" in text  # the spinner line is cleared before the result line
+
+
+def test_a_skipped_step_says_so_instead_of_a_check_mark() -> None:
+    out = io.StringIO()
+    status = Status(stream=out, verbosity=0)
+    with status.step("Resolve the zone on this host"):
+        status.skip("nothing changed on this host: see above")
+    with status.step("Next"):
+        pass
+    assert out.getvalue().splitlines() == [
+        "– Resolve the zone on this host (nothing changed on this host: see above)", "✓ Next"]

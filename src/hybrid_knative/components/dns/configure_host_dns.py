@@ -35,7 +35,7 @@ def render(rc: RenderContext) -> list[Manifest]:
 def run(ctx: Context, objs: list[Manifest]) -> None:
     if ctx.config.domain_mode != "local":
         take_back_now(ctx, UNDO_KEY)
-        ctx.status.detail("not in local mode: public DNS resolves the service names")
+        ctx.status.skip("not needed: public DNS resolves the service names")
         return
     zone = domain_for("local", domain=ctx.config.domain, ingress_ip=None)
     assert zone is not None
@@ -55,6 +55,7 @@ def run(ctx: Context, objs: list[Manifest]) -> None:
         ctx.status.warn(lines[0])
         for line in lines[1:]:
             ctx.status.info(line)
+        ctx.status.skip("nothing changed on this host: see above")
     else:
         owed = current is not None and isinstance(current.action, HostFile) and current.action.reload_pending
         want = HostFile(host=hostname(), path=path, restart_resolved=True, reload=resolver.reload,
