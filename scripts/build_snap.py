@@ -8,6 +8,11 @@ The tree (build/snap/prime):
     meta/snap.yaml          generated from snapcraft.yaml (version from pyproject.toml)
     meta/hooks/*            snap/hooks/*
     bin/hk-python           snap/local/hk-python: runs the package on the snap's Python
+    bin/hk-buildah          snap/local/hk-buildah: runs the staged buildah with the snap's config
+    usr/bin/buildah, usr/lib/…, lib/…   buildah and the libraries it needs, from the build host's
+                            Debian archive (`apt-get download` into a cache, `dpkg-deb -x`): what
+                            snapcraft.yaml's stage-packages does (see stage_buildah for the differences)
+    etc/containers/         policy.json (containers-common) + snap/local/containers/*.conf
     lib/hybrid-knative/site-packages   the package (with its vendored upstream files) and its
                             dependencies, `pip install --target` as wheels for the base's Python
     addon-repo/             a git repository (branches per MicroK8s track) that
@@ -26,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +54,16 @@ PIP_PLATFORMS = {
 APP_KEYS = ("command", "daemon", "install-mode", "restart-condition", "restart-delay", "stop-timeout",
             "environment", "after", "before", "refresh-mode", "stop-mode", "timer", "passthrough")
 LOCK_FILE = "requirements/lock.txt"  # runtime dependencies, pinned with hashes (make lock)
+# buildah and what it needs at run time, by their names in the build host's archive (Debian 12 "bookworm",
+# what CI runs): buildah's Depends minus glibc/uidmap, and their library closure (`ldd` is checked after
+# staging). golang-github-containers-common brings policy.json. No runc/crun: chroot isolation runs RUN
+# steps itself, and buildah only Recommends an OCI runtime.
+BUILDAH_DEBS = ("buildah", "golang-github-containers-common", "libgpgme11", "libassuan0", "libgpg-error0",
+                "libseccomp2", "libdevmapper1.02.1", "libselinux1", "libpcre2-8-0", "libudev1")
+DEB_CACHE = REPO / "build" / "snap" / "debs"
+DEB_SKIP = ("usr/share/doc", "usr/share/man", "usr/share/lintian", "usr/share/bug")
+GLIBC = ("linux-vdso.so", "ld-linux", "libc.so", "libm.so", "libpthread.so", "libdl.so", "librt.so", "libresolv.so")
+TRIPLETS = {"amd64": "x86_64-linux-gnu", "arm64": "aarch64-linux-gnu"}
 REPO_FILES = ("addons.yaml", "addons", "requirements", "pyproject.toml", "README.md", "CHANGELOG.md", "LICENSE", "src")
 
 
@@ -172,7 +188,104 @@ def install_packages(site: Path, *, python_version: str, arch: str, pip_args: li
     shutil.rmtree(site / "bin", ignore_errors=True)  # console scripts point at the build Python: unused
 
 
-def assemble(prime: Path, *, arch: str, pip_args: list[str], repo: Path = REPO) -> dict[str, Any]:
+def host_arch() -> str | None:
+    return ARCHES.get(platform.machine())
+
+
+def cached_deb(cache: Path, package: str, arch: str) -> Path | None:
+    """The newest cached .deb of ``package`` for ``arch`` (or arch-independent), by dpkg's version order."""
+    found = [p for p in cache.glob(f"{package}_*.deb") if p.name.rsplit("_", 1)[-1] in (f"{arch}.deb", "all.deb")]
+    if len(found) > 1 and shutil.which("dpkg"):
+        def newer(a: Path, b: Path) -> bool:
+            va, vb = (urllib.parse.unquote(p.name.split("_")[1]) for p in (a, b))  # 2%3a1.0 → 2:1.0
+            return subprocess.run(["dpkg", "--compare-versions", va, "gt", vb], check=False).returncode == 0
+        best = found[0]
+        for candidate in found[1:]:
+            best = candidate if newer(candidate, best) else best
+        return best
+    return found[0] if found else None
+
+
+def fetch_debs(cache: Path, arch: str, packages: tuple[str, ...] = BUILDAH_DEBS) -> list[Path]:
+    """The packages' .debs: from the cache, else `apt-get download` (the host's archive) into it. Offline and
+    not cached is a BuildError naming what is missing."""
+    cache.mkdir(parents=True, exist_ok=True)
+    missing = [p for p in packages if cached_deb(cache, p, arch) is None]
+    if missing:
+        say(f"downloading {len(missing)} Debian packages for buildah into {cache}: {' '.join(missing)}")
+        names = missing if arch == host_arch() else [f"{p}:{arch}" for p in missing]
+        if shutil.which("apt-get") is None:
+            problem = "apt-get is not available here"
+        else:
+            done = subprocess.run(["apt-get", "download", *names], cwd=cache, capture_output=True, text=True,
+                                  check=False, timeout=600)
+            problem = (done.stderr or done.stdout).strip()[-1500:] if done.returncode != 0 else ""
+        still = [p for p in packages if cached_deb(cache, p, arch) is None]
+        if still:
+            raise BuildError(
+                f"the snap ships buildah, but these Debian packages ({arch}) are neither cached in {cache} nor "
+                f"downloadable: {' '.join(still)}\n{problem}\n"
+                "Run the build once with access to the Debian archive (`apt-get download` fills the cache), or "
+                "copy the .debs into that folder (--deb-cache). The names are Debian 12's; on another host use "
+                "snapcraft (snapcraft.yaml's stage-packages)." + (
+                    f" For another architecture: `dpkg --add-architecture {arch} && apt-get update` first."
+                    if arch != host_arch() else ""))
+    return [p for p in (cached_deb(cache, name, arch) for name in packages) if p is not None]
+
+
+def stage_buildah(prime: Path, *, arch: str, cache: Path, repo: Path = REPO) -> list[str]:
+    """buildah, its libraries and containers-common into the snap's tree, the way snapcraft's stage-packages
+    unpack .debs (docs and man pages dropped), plus the wrapper and our container configuration.
+
+    Differences from a snapcraft build (docs/snap.md): snapcraft stages the core24 (Ubuntu 24.04) packages and
+    patches every ELF file to core24's loader (enable-patchelf); here the build host's Debian 12 packages are
+    staged unpatched, so buildah runs on the host's glibc (classic confinement) with its other libraries from
+    the snap (bin/hk-buildah sets LD_LIBRARY_PATH). Returns the staged packages' file names."""
+    if shutil.which("dpkg-deb") is None:
+        raise BuildError("dpkg-deb is missing (the buildah packages are .debs): build on Debian/Ubuntu, or use "
+                         "snapcraft")
+    debs = fetch_debs(cache, arch)
+    with tempfile.TemporaryDirectory(prefix="hk-debs-") as scratch:
+        unpacked = Path(scratch)
+        for deb in debs:
+            run(["dpkg-deb", "-x", str(deb), str(unpacked)])
+        for skip in DEB_SKIP:
+            shutil.rmtree(unpacked / skip, ignore_errors=True)
+        shutil.copytree(unpacked, prime, symlinks=True, dirs_exist_ok=True)
+    if not all((prime / path).is_file() for path in ("usr/bin/buildah", "etc/containers/policy.json")):
+        raise BuildError("the staged packages lack usr/bin/buildah or etc/containers/policy.json")
+    for conf in sorted((repo / "snap" / "local" / "containers").iterdir()):
+        shutil.copy2(conf, prime / "etc" / "containers" / conf.name)
+    shutil.copy2(repo / "snap" / "local" / "hk-buildah", prime / "bin" / "hk-buildah")
+    (prime / "bin" / "hk-buildah").chmod(0o755)
+    if arch == host_arch():
+        check_libraries(prime, arch)
+    else:
+        say(f"not checking buildah's libraries: {arch} binaries do not run on this {platform.machine()} host")
+    return [d.name for d in debs]
+
+
+def check_libraries(prime: Path, arch: str) -> None:
+    """Every library buildah needs, but glibc, resolves inside the snap (as bin/hk-buildah runs it)."""
+    triplet = TRIPLETS[arch]
+    env = {**os.environ, "LD_LIBRARY_PATH": f"{prime}/usr/lib/{triplet}:{prime}/lib/{triplet}"}
+    out = run(["ldd", str(prime / "usr" / "bin" / "buildah")], env=env)
+    outside = []
+    for line in out.splitlines():
+        parts = line.split()
+        name = parts[0] if parts else ""
+        if not name or any(name.startswith(g) or f"/{g}" in name for g in GLIBC):
+            continue
+        path = parts[2] if len(parts) > 2 and parts[1] == "=>" else ""
+        if path == "not" or not Path(path).resolve().is_relative_to(prime.resolve()):
+            outside.append(f"{name} => {path or '?'}")
+    if outside:
+        raise BuildError("buildah needs libraries the snap does not stage (add their packages to BUILDAH_DEBS): "
+                         + ", ".join(outside))
+
+
+def assemble(prime: Path, *, arch: str, pip_args: list[str], repo: Path = REPO,
+             deb_cache: Path = DEB_CACHE) -> dict[str, Any]:
     recipe = load_recipe(repo)
     version = package_version(repo)
     if recipe["base"] not in BASE_PYTHON:
@@ -196,6 +309,8 @@ def assemble(prime: Path, *, arch: str, pip_args: list[str], repo: Path = REPO) 
                      repo=repo)
     say("creating the addon repository")
     build_addon_repo(prime / "addon-repo", repo)
+    staged = stage_buildah(prime, arch=arch, cache=deb_cache, repo=repo)
+    say(f"staged buildah from {len(staged)} Debian packages")
     return meta
 
 
@@ -217,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arch", default=ARCHES.get(platform.machine()), choices=sorted(PIP_PLATFORMS))
     parser.add_argument("--find-links", help="a wheelhouse for pip (with --no-index: fully offline)")
     parser.add_argument("--no-index", action="store_true", help="never ask a package index")
+    parser.add_argument("--deb-cache", type=Path, default=DEB_CACHE,
+                        help="where buildah's .debs are cached (`apt-get download` fills it when online)")
     args = parser.parse_args(args_in)
     if args.arch is None:
         parser.error(f"unsupported build architecture {platform.machine()}: pass --arch")
@@ -226,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         say("`snap` is not installed: apt install snapd squashfs-tools")
         return 1
     try:
-        meta = assemble(args.prime, arch=args.arch, pip_args=pip_args)
+        meta = assemble(args.prime, arch=args.arch, pip_args=pip_args, deb_cache=args.deb_cache)
         args.output.mkdir(parents=True, exist_ok=True)
         out = run(["snap", "pack", str(args.prime), str(args.output)])
     except BuildError as exc:

@@ -22,7 +22,7 @@ from hybrid_knative.dev.registry import Registry, choose
 from hybrid_knative.errors import ConfigError, PermanentError
 from hybrid_knative.progress import Status
 from tests.airgap.conftest import free_port
-from tests.dev.conftest import Builder, DevCluster, Gateway, skopeo_digest
+from tests.dev.conftest import Builder, DevCluster, Gateway, kafka_source_crd, knative_crds, skopeo_digest
 from tests.dev.test_build import start, stop
 from tests.harness.validation import ManifestValidator
 
@@ -191,6 +191,29 @@ def test_cluster_checks_come_before_any_build(make_dev_cluster: Callable[..., De
         deploy(load_project(root), cluster.kube(), never, reg(builder), QUIET, FAST)
     assert "no Broker team/default" in err.value.brief and "--broker-namespace team" in str(err.value.resolution)
     _no_user_objects(cluster)
+
+
+def test_kafka_event_deploys_a_kafka_source_once_the_cluster_serves_it(
+        make_dev_cluster: Callable[..., DevCluster], builder: Builder, tmp_path: Path,
+        validator: ManifestValidator) -> None:
+    """With the KafkaSource CRD installed (our own, written from Knative's API reference), the same project the
+    preflight refused above deploys: the KafkaSource points at the function and passes the CRD's schema."""
+    root = tmp_path / "k"
+    root.mkdir()
+    (root / "hybrid-knative.yaml").write_text(
+        "name: k\nfunctions:\n  k:\n    image: docker.io/library/nginx:1.27\n    events:\n"
+        "      - kafka: {bootstrapServers: [my-cluster-kafka-bootstrap.kafka:9092], topics: [t], "
+        "consumerGroup: g}\n")
+    cluster = make_dev_cluster(crds=[*knative_crds(), kafka_source_crd()])
+    never = dataclasses.replace(builder.buildah, binary="/nonexistent/buildah")  # a prebuilt image: no build
+    outcome = deploy(load_project(root), cluster.kube(), never, None, QUIET, FAST)
+    assert [(r.kind, r.name) for r in outcome.written] == [("Service", "k"), ("KafkaSource", "k-kafka-0")]
+    source = cluster.server.get("sources.knative.dev/v1beta1", "kafkasources", "k-kafka-0", "default")
+    assert source is not None and source["spec"]["sink"]["ref"]["name"] == "k"
+    assert source["spec"]["consumerGroup"] == "g"
+    assert validator.errors(server_fields_removed(source)) == []
+    assert [(r.kind, r.name) for r in delete(load_project(root), cluster.kube(), QUIET)] == [
+        ("KafkaSource", "k-kafka-0"), ("Service", "k")]
 
 
 def test_registry_choice(make_dev_cluster: Callable[..., DevCluster]) -> None:

@@ -15,7 +15,10 @@ what the real tools print, with the real exit codes:
   state comes from its check_status ($SNAP_DATA-expanded file marker), "Addon REPO/NAME is already
   enabled|disabled" when it is already in the asked state, else the addon's own script runs with
   MicroK8s's environment and its exit code becomes microk8s's; core addons (dns, nvidia) by name;
-  `kubectl get ksvc NAME -n NS -o jsonpath={.status.url}`;
+  `kubectl get ksvc NAME -n NS -o jsonpath={.status.url}`; "Insufficient permissions to access MicroK8s." (exit
+  1) for a user who is neither root nor in the microk8s group (state "permitted": false). An addon of a
+  repository folder in $SNAP_COMMON/addons (e.g. a `core` folder a test writes with MicroK8s's `registry`
+  entry) goes through the same check_status + script path;
 - `hybrid-knative enable|repair|disable|status` at MicroK8s's boundary: the marker (state incomplete /
   enabled), status printed the way the real one prints it (no URL);
 - `snapctl get [-d] KEY…`, `set K=V…`, `unset K…`, `start [--enable] SVC`, `stop [--disable] SVC`.
@@ -92,6 +95,15 @@ from pathlib import Path
 if state["microk8s"] is None:
     print("microk8s: command not found", file=sys.stderr)
     sys.exit(127)
+if not state.get("permitted", True):  # MicroK8s's exit_if_no_permissions: neither root nor in the group
+    print("Insufficient permissions to access MicroK8s.")
+    print("You can either try again with sudo or add the user tester to the 'microk8s' group:")
+    print("")
+    print("    sudo usermod -a -G microk8s tester")
+    print("    sudo chown -R tester ~/.kube")
+    print("")
+    print("After this, reload the user groups either via a reboot or by running 'newgrp microk8s'.")
+    sys.exit(1)
 addons_dir = Path(state["common"]) / "addons"
 NOT_RUNNING = "microk8s is not running. Use microk8s inspect for a deeper inspection."
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import platform
 import re
 import shutil
 import subprocess
@@ -196,3 +198,133 @@ def test_packaged_cli_runs_on_python_312(built: tuple[Path, Path]) -> None:
     done = subprocess.run([python, "-I", "-c", program.group(1), str(tree / SITE), "hybrid_knative", "bootstrap",
                            "--help"], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0 and "--channel" in done.stdout
+
+
+# --- buildah in the snap (scripts/build_snap.py stage_buildah: Debian's packages, bin/hk-buildah) ------------
+
+BUILDAH_LIBS = ("libgpgme.so.11", "libassuan.so.0", "libgpg-error.so.0", "libseccomp.so.2", "libdevmapper.so.1.02.1")
+
+
+@needs_snap_tools
+def test_snap_ships_buildah_its_libraries_and_config(built: tuple[Path, Path]) -> None:
+    snap, tree = built
+    listing = subprocess.run(["unsquashfs", "-l", str(snap)], capture_output=True, text=True, check=True,
+                             timeout=60).stdout.split()
+    names = {Path(p).name for p in listing}
+    for path in ("usr/bin/buildah", "bin/hk-buildah", "etc/containers/policy.json", "etc/containers/storage.conf",
+                 "etc/containers/registries.conf", "etc/containers/containers.conf"):
+        assert f"squashfs-root/{path}" in listing, path
+    for lib in BUILDAH_LIBS:
+        assert lib in names, lib
+    assert not {"runc", "crun"} & names  # chroot isolation: no OCI runtime shipped
+    assert not any("/usr/share/doc/" in p for p in listing)
+    assert "driver = \"vfs\"" in (tree / "etc" / "containers" / "storage.conf").read_text()
+    assert (tree / "bin" / "hk-buildah").stat().st_mode & 0o111 == 0o111
+
+
+def _snap_env(tree: Path, home: Path) -> dict[str, str]:
+    """What the snap's apps get (classic: the host's PATH, without /usr/sbin where runc lives here)."""
+    return {"SNAP": str(tree), "PATH": "/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8"}
+
+
+def _sh_rootfs(dest: Path) -> Path:
+    """/bin/sh and its libraries from this host: the smallest thing a RUN step can execute."""
+    (dest / "bin").mkdir(parents=True)
+    shutil.copy2(Path("/bin/sh").resolve(), dest / "bin" / "sh")
+    ldd = subprocess.run(["ldd", str(Path("/bin/sh").resolve())], capture_output=True, text=True, check=True).stdout
+    for lib in re.findall(r"(/\S+)", ldd):
+        target = dest / lib.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(Path(lib).resolve(), target)
+    return dest
+
+
+@needs_snap_tools
+def test_staged_buildah_runs_through_the_snaps_wrapper(built: tuple[Path, Path], tmp_path: Path) -> None:
+    """bin/hk-buildah from the unsquashed snap: its buildah, its libraries, its vfs storage.conf, chroot
+    isolation with no runc/crun on PATH."""
+    _, tree = built
+    triplet = {"x86_64": "x86_64-linux-gnu", "aarch64": "aarch64-linux-gnu"}.get(platform.machine())
+    if triplet is None or shutil.which("ldd") is None:
+        pytest.skip(f"no buildah packages staged for {platform.machine()} here")
+    env = _snap_env(tree, tmp_path)
+    wrapper = [str(tree / "bin" / "hk-buildah")]
+    storage = ["--root", str(tmp_path / "root"), "--runroot", str(tmp_path / "run")]
+
+    version = subprocess.run([*wrapper, "--version"], env={**env, "LD_DEBUG": "libs"}, capture_output=True,
+                             text=True, timeout=60, check=False)
+    assert version.returncode == 0 and version.stdout.startswith("buildah version "), version.stderr[-2000:]
+    loaded = set(re.findall(r"calling init: (\S+)", version.stderr))
+    for lib in BUILDAH_LIBS:  # buildah's libraries are the snap's, not the host's
+        assert any(p.startswith(str(tree)) and p.endswith(lib) for p in loaded), (lib, sorted(loaded))
+
+    def buildah(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([*wrapper, *storage, *args], env=env, capture_output=True, text=True, timeout=300,
+                              check=False)
+        assert done.returncode == 0 or not check, done.stderr
+        return done
+
+    assert buildah("from", "--name", "c1", "scratch").stdout.strip() == "c1"
+    # no --storage-driver given: vfs comes from the snap's storage.conf
+    assert buildah("info", "--format", "{{.store.GraphDriverName}}").stdout.strip() == "vfs"
+    assert (tmp_path / "root" / "vfs-containers").is_dir()
+    buildah("copy", "c1", str(_sh_rootfs(tmp_path / "rootfs")), "/")
+    ran = buildah("run", "c1", "--", "/bin/sh", "-c", "echo ran in $0")
+    assert ran.stdout.strip() == "ran in /bin/sh"
+    assert buildah("inspect", "--format", "{{.Isolation}}", "c1").stdout.strip() == "chroot"
+    # the same buildah without the wrapper's environment: the host's configuration, OCI isolation (a runtime and
+    # CNI networking, neither of which the snap ships or needs), and the RUN step fails here
+    bare_env = {**env, "LD_LIBRARY_PATH": f"{tree}/usr/lib/{triplet}:{tree}/lib/{triplet}"}
+    del bare_env["SNAP"]
+    bare = [str(tree / "usr" / "bin" / "buildah"), *storage, "--storage-driver", "vfs"]
+    subprocess.run([*bare, "from", "--name", "c2", "scratch"], env=bare_env, capture_output=True, check=True,
+                   timeout=120)
+    isolation = subprocess.run([*bare, "inspect", "--format", "{{.Isolation}}", "c2"], env=bare_env,
+                               capture_output=True, text=True, check=True, timeout=120).stdout.strip()
+    assert isolation == "oci"
+    subprocess.run([*bare, "copy", "c2", str(tmp_path / "rootfs"), "/"], env=bare_env, capture_output=True,
+                   check=True, timeout=120)
+    failed = subprocess.run([*bare, "run", "c2", "--", "/bin/sh", "-c", "true"], env=bare_env, capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert failed.returncode != 0, failed.stdout
+    buildah("rm", "c2")
+    buildah("rm", "c1")
+
+
+def _failing_apt_get(folder: Path) -> Path:
+    """apt-get as it fails offline (Debian's message and exit code 100), recording that it was asked."""
+    folder.mkdir()
+    script = folder / "apt-get"
+    script.write_text("#!/bin/sh\necho \"$@\" >> \"$(dirname \"$0\")/asked\"\n"
+                      "echo 'E: Failed to fetch http://deb.debian.org/debian/pool/main/b/buildah/buildah.deb  "
+                      "Temporary failure resolving '\\''deb.debian.org'\\''' >&2\nexit 100\n")
+    script.chmod(0o755)
+    return folder
+
+
+def test_offline_without_cached_debs_is_a_clear_error(build_snap: ModuleType, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = _failing_apt_get(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    cache = tmp_path / "debs"
+    with pytest.raises(build_snap.BuildError) as err:
+        build_snap.fetch_debs(cache, "amd64")
+    message = str(err.value)
+    assert "neither cached" in message and "buildah" in message and "libgpgme11" in message
+    assert "Temporary failure resolving" in message and str(cache) in message and "--deb-cache" in message
+    assert (fake / "asked").read_text().split()[0] == "download"
+
+
+def test_cached_debs_need_no_network(build_snap: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = _failing_apt_get(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    cache = tmp_path / "debs"
+    cache.mkdir()
+    for name in build_snap.BUILDAH_DEBS:  # names as apt-get download writes them (epoch as %3a)
+        (cache / f"{name}_1.0-1_amd64.deb").write_bytes(b"!<arch>\n")
+    (cache / "buildah_2%3a1.2-1_amd64.deb").write_bytes(b"!<arch>\n")  # a newer version of one of them
+    (cache / "buildah_9.9-1_arm64.deb").write_bytes(b"!<arch>\n")  # another architecture: ignored
+    got = build_snap.fetch_debs(cache, "amd64")
+    assert [p.name.split("_")[0] for p in got] == list(build_snap.BUILDAH_DEBS)
+    assert got[0].name == "buildah_2%3a1.2-1_amd64.deb"
+    assert not (fake / "asked").exists()  # apt-get was never run

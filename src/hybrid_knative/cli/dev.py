@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -131,6 +132,21 @@ def new(verbose: int, quiet: bool, name: str, template: str, dest: Path | None, 
 
 # --- deploy ----------------------------------------------------------------------------------------
 
+def _can_ask() -> bool:
+    """A person at a terminal (not CI, not a pipe) who can answer a question."""
+    return sys.stdin.isatty() and not os.environ.get("CI")
+
+
+def _offer_registry_addon(yes: bool) -> bool:
+    if yes:
+        return True
+    if not _can_ask():
+        return False
+    click.echo("MicroK8s's registry addon is not enabled, and no --registry was given: function images need a "
+               "registry the cluster can pull from.", err=True)
+    return click.confirm("Enable MicroK8s's registry addon now?", default=True, err=True)
+
+
 @click.command("deploy")
 @click.option("--path", "project_path", type=click.Path(path_type=Path, exists=True), default=Path("."),
               help="Project folder or file (hybrid-knative.yaml or serverless.yml).")
@@ -144,13 +160,15 @@ def new(verbose: int, quiet: bool, name: str, template: str, dest: Path | None, 
 @click.option("--poll-interval", type=click.FloatRange(0.001, 60), default=1.0, hidden=True)
 @click.option("--node", help="The robot's node for the ROS 2 bridges of `ros2` events (overrides ros2.node in the "
               "project file).")
+@click.option("-y", "--yes", is_flag=True, help="When there is no registry (MicroK8s's registry addon is not "
+              "enabled and no --registry), enable the addon without asking.")
 @kube_options
 @verbosity_options
 @handle_errors
 def deploy(verbose: int, quiet: bool, project_path: Path, only: str | None, namespace: str | None,
            registry: str | None, mirrors: tuple[str, ...], offline: bool, wheelhouse: Path | None,
            storage_root: Path | None, timeout: float,
-           verify_url: bool, poll_interval: float, node: str | None, kubeconfig: Path | None,
+           verify_url: bool, poll_interval: float, node: str | None, yes: bool, kubeconfig: Path | None,
            context: str | None) -> None:
     """Build (buildah, no Docker daemon), push, deploy by digest, wait until Ready and print the URL.
 
@@ -159,6 +177,11 @@ def deploy(verbose: int, quiet: bool, project_path: Path, only: str | None, name
     the labels hybrid-knative.dev/project and hybrid-knative.dev/function; `delete` removes exactly them.
     `ros2` events also deploy a ROS 2 bridge on the robot's node (--node or ros2.node/node_selector),
     its image built the same way (docs/ros2.md).
+
+    \b
+    Images go to MicroK8s's registry addon (localhost:32000) or --registry. When neither is there, deploy
+    offers to run `microk8s enable registry` (asks on a terminal; --yes accepts; without a terminal it
+    stops with the commands to run) and waits until the registry answers before building anything.
     """
     status = make_status(verbose, quiet)
     project = load_project(project_path, namespace=namespace, registry=registry)
@@ -168,7 +191,13 @@ def deploy(verbose: int, quiet: bool, project_path: Path, only: str | None, name
     chosen = deploying.selected(project, only)
     needs_build = any(fn.image is None for fn in chosen) or (
         ros2_wiring.has_ros2(chosen) and not project.ros2.get("image"))
-    target = registries.choose(kube, override=project.registry) if needs_build else None
+    target = None
+    if needs_build:
+        if not project.registry and registries.addon(kube) is None:
+            # the cluster checks first: never offer to change a cluster that cannot take the project anyway
+            deploying.preflight(kube, project, chosen)
+        target = registries.ensure(kube, override=project.registry, offer=lambda: _offer_registry_addon(yes),
+                                   runner=Runner(), status=status, timeout=timeout, interval=poll_interval)
     if target is not None:
         status.detail(f"registry {target.push} ({target.source})")
     buildah = make_buildah(storage_root, parse_mirrors(mirrors, offline=offline,

@@ -70,12 +70,14 @@ class Buildah:
 
     @classmethod
     def default(cls, runner: Runner, *, mirrors: Mapping[str, str] | None = None) -> Buildah:
-        """buildah from the snap when we run in it (stage-packages), else from PATH."""
+        """buildah from the snap when we run in it (its wrapper bin/hk-buildah: the snap's vfs storage.conf,
+        containers.conf, registries.conf, chroot isolation and libraries), else from PATH."""
         root, runroot = default_storage()
         snap = os.environ.get("SNAP")
         binary, policy = "buildah", None
         if snap and (Path(snap) / "usr" / "bin" / "buildah").exists():
-            binary = str(Path(snap) / "usr" / "bin" / "buildah")
+            wrapper = Path(snap) / "bin" / "hk-buildah"
+            binary = str(wrapper if wrapper.exists() else Path(snap) / "usr" / "bin" / "buildah")
             if not Path("/etc/containers/policy.json").exists():
                 policy = Path(snap) / "etc" / "containers" / "policy.json"
         return cls(runner, root, runroot, dict(mirrors or {}), binary=binary, policy=policy)

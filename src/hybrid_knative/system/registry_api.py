@@ -45,6 +45,21 @@ def load_auths(authfile: Path | None) -> dict[str, str]:
     return out
 
 
+def answers(host: str, *, timeout: float = 2.0) -> str | None:
+    """None when the registry at ``host`` answers its API root (``GET /v2/``: 200, or 401 when it wants
+    credentials), else what happened instead (for progress and error messages)."""
+    scheme = "http" if host.rsplit(":", 1)[0] in _LOOPBACK or host.startswith("[::1]") else "https"
+    try:
+        with requests.Session() as session:
+            session.trust_env = False
+            resp = session.get(f"{scheme}://{host}/v2/", timeout=timeout)
+    except requests.RequestException as exc:
+        return f"not reachable yet ({type(exc).__name__})"
+    if resp.status_code in (200, 401):
+        return None
+    return f"HTTP {resp.status_code} from {scheme}://{host}/v2/"
+
+
 @dataclasses.dataclass
 class RegistryApi:
     auths: dict[str, str] = dataclasses.field(default_factory=dict)
