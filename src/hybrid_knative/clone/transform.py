@@ -7,6 +7,8 @@
   in env values, sinks, subscribers, dead-letter sinks and DomainMapping names → the target domain
 * traffic: BYO revision names are replayed; traffic pinned to generated revisions collapses to latest
 * Kafka: consumer groups get a per-cluster suffix (two clusters in one group split the topic)
+* models: InferenceService storage URIs that point at the local cluster (its model store, a PVC, GridFS,
+  a loopback registry) are refused unless rewritten (``--model-uri FROM=TO``) or left out
 * secrets: by policy; never service-account tokens or Knative-generated TLS; pull secrets re-created
 """
 
@@ -35,7 +37,10 @@ DROP_ANNOTATIONS = frozenset({
     "serving.knative.dev/routingStateModified", "eventing.knative.dev/creator", "eventing.knative.dev/lastModifier",
     "kubectl.kubernetes.io/last-applied-configuration", "client.knative.dev/updateTimestamp",
     "kubernetes.io/service-account.uid", "client.knative.dev/user-image", CHECKSUM, CLONED_FROM,
+    "deployment.kubernetes.io/revision",
 })
+# A plain Service's addresses are the source cluster's (its service CIDR, IP families, node ports)
+SERVICE_SERVER_SPEC = ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "healthCheckNodePort")
 DROP_LABELS = frozenset({"kubernetes.io/metadata.name", "serving.knative.dev/route",
                          "serving.knative.dev/routingState", "serving.knative.dev/configurationGeneration"})
 _KNATIVE_DOMAINS = ("knative.dev/", "kserve.io/")
@@ -54,6 +59,8 @@ class Plan:
     pins: dict[tuple[str, str, str, str], str] = dataclasses.field(default_factory=dict)  # (kind, ns, name, container)
     public_services: set[tuple[str, str]] = dataclasses.field(default_factory=set)  # (ns, name) of public KServices
     pull_secret: dict[str, Any] | None = None  # the target registry's dockerconfigjson, or None
+    model_uris: tuple[tuple[str, str], ...] = ()  # storageUri prefix rewrites (local → the cloud's store)
+    model_service_account: str | None = None  # replaces the local model store's account on rewritten models
     warnings: list[str] = dataclasses.field(default_factory=list)
     skipped: list[str] = dataclasses.field(default_factory=list)  # "Secret ns/name: why"
 
@@ -70,6 +77,12 @@ def strip_server_fields(obj: Manifest) -> Manifest:
         out.pop("spec", None)  # spec.finalizers: the server's
     if out.get("kind") == "ServiceAccount":
         out.pop("secrets", None)  # token secrets of the source cluster
+    if out.get("kind") == "Service" and out.get("apiVersion") == "v1" and isinstance(out.get("spec"), dict):
+        for key in SERVICE_SERVER_SPEC:
+            out["spec"].pop(key, None)
+        for port in out["spec"].get("ports") or []:
+            if isinstance(port, dict):
+                port.pop("nodePort", None)
     return out
 
 
@@ -266,6 +279,104 @@ def suffix_consumer_group(obj: Manifest, plan: Plan) -> Manifest:
     return out
 
 
+# --- models (InferenceService storage) -------------------------------------------------------------
+
+LOCAL_MODEL_ACCOUNT = "hk-model-store"  # the ServiceAccount `model serve` gives s3:// models of the local store
+LOCAL_ONLY_SCHEMES = {"pvc://": "a PersistentVolumeClaim of the local cluster (its data is not copied)",
+                      "gridfs://": "the local cluster's GridFS model backend"}
+ISVC_COMPONENTS = ("predictor", "transformer", "explainer")
+
+
+def model_uris(obj: Manifest) -> list[tuple[str, dict[str, Any], str]]:
+    """(component, holder, key) of every storage URI of an InferenceService (``holder[key]`` is the URI)."""
+    found: list[tuple[str, dict[str, Any], str]] = []
+    if obj.get("kind") != "InferenceService":
+        return found
+    spec = obj.get("spec") or {}
+
+    def walk(component: str, node: Any, depth: int) -> None:
+        if not isinstance(node, dict) or depth > 2:
+            return
+        if isinstance(node.get("storageUri"), str):
+            found.append((component, node, "storageUri"))
+        for item in node.get("storageUris") or []:
+            if isinstance(item, dict) and isinstance(item.get("uri"), str):
+                found.append((component, item, "uri"))
+        for key, value in node.items():
+            if key not in ("containers", "initContainers", "volumes", "logger", "batcher"):
+                walk(component, value, depth + 1)
+
+    for component in ISVC_COMPONENTS:
+        walk(component, spec.get(component), 0)
+    return found
+
+
+def local_model_reason(obj: Manifest, component: str, uri: str) -> str | None:
+    """Why ``uri`` can only be read inside the source cluster (None: it may work from the cloud)."""
+    for scheme, why in LOCAL_ONLY_SCHEMES.items():
+        if uri.startswith(scheme):
+            return why
+    part = ((obj.get("spec") or {}).get(component)) or {}
+    if uri.startswith("s3://") and part.get("serviceAccountName") == LOCAL_MODEL_ACCOUNT:
+        return "the local model store (SeaweedFS in the cluster, credentials of its account hk-model-store)"
+    if uri.startswith("oci://"):
+        host = uri[len("oci://"):].split("/", 1)[0].rsplit(":", 1)[0]
+        if host in ("localhost", "127.0.0.1", "[::1]") or host.endswith(".svc.cluster.local"):
+            return "a registry only the local cluster reaches"
+    return None
+
+
+def _rewritten(uri: str, plan: Plan) -> str:
+    for old, new in plan.model_uris:
+        if uri.startswith(old):
+            return new + uri[len(old):]
+    return uri
+
+
+def local_models(obj: Manifest, plan: Plan) -> list[str]:
+    """``URI (why)`` of each storage URI that stays local after ``--model-uri`` rewrites."""
+    found = []
+    for component, holder, key in model_uris(obj):
+        uri = str(holder[key])
+        new = _rewritten(uri, plan)
+        if new != uri:
+            continue  # the user says the model is there; its reachability is theirs to vouch for
+        reason = local_model_reason(obj, component, uri)
+        if reason:
+            found.append(f"{uri} ({reason})")
+    return found
+
+
+def rewrite_model_storage(obj: Manifest, plan: Plan) -> Manifest:
+    """Apply ``--model-uri`` prefixes; a model moved off the local store loses that store's account."""
+    uris = model_uris(obj)
+    if not uris or not plan.model_uris:
+        return obj
+    out = copy.deepcopy(obj)
+    meta = out.get("metadata") or {}
+    where = f"InferenceService {meta.get('namespace')}/{meta.get('name')}"
+    moved_components = set()
+    for component, holder, key in model_uris(out):
+        uri = str(holder[key])
+        new = _rewritten(uri, plan)
+        if new != uri:
+            holder[key] = new
+            if local_model_reason(out, component, uri):
+                moved_components.add(component)
+    for component in sorted(moved_components):
+        part = out["spec"][component]
+        if part.get("serviceAccountName") != LOCAL_MODEL_ACCOUNT:
+            continue
+        if plan.model_service_account:
+            part["serviceAccountName"] = plan.model_service_account
+        else:
+            part.pop("serviceAccountName")
+            plan.warnings.append(f"{where}: its model moved off the local model store; the {component} now runs "
+                                 "as the namespace's default ServiceAccount, which needs read access to the new "
+                                 "location (workload identity, IRSA…) — or pass --model-service-account NAME")
+    return out
+
+
 # --- secrets ---------------------------------------------------------------------------------------
 
 def secret_refusal(obj: Manifest) -> str | None:
@@ -322,6 +433,7 @@ def transform(obj: Manifest, plan: Plan, *, pull_secrets: set[tuple[str, str]]) 
     out = pin_images(out, plan)
     out = rewrite_domains(out, plan)
     out = replay_traffic(out, plan)
+    out = rewrite_model_storage(out, plan)
     return suffix_consumer_group(out, plan)
 
 
