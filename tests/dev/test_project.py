@@ -3,11 +3,14 @@ kind translated, templates that load and pass their own tests; every rendered ob
 
 from __future__ import annotations
 
+import copy
 import shutil
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -238,9 +241,35 @@ def test_serverless_every_event_kind(tmp_path: Path, validator: ManifestValidato
     assert by_kind["PingSource"]["spec"]["data"] == '{"message": "Hello world from a Cron event source!"}'
     kafka = by_kind["KafkaSource"]
     assert kafka["apiVersion"] == "sources.knative.dev/v1beta1" and kafka["spec"]["topics"] == ["my-topic"]
-    # Serving and Eventing objects validate against the vendored CRDs (KafkaSource's CRD is not vendored:
-    # deploy refuses it with a clear error unless the cluster serves it — tests/dev/test_deploy.py)
-    assert validator.validate_all([o for o in objs if o["kind"] != "KafkaSource"]) == []
+    assert kafka["spec"]["consumerGroup"] == "my-group"
+    assert kafka["spec"]["sink"]["ref"] == {"apiVersion": "serving.knative.dev/v1", "kind": "Service",
+                                            "name": consumer.service}
+    # Serving and Eventing objects validate against the vendored CRDs, the KafkaSource against our own CRD
+    # written from Knative's API reference (tests/fixtures/crds/kafkasources.sources.knative.dev.yaml)
+    assert validator.validate_all(objs) == []
+
+
+@pytest.mark.parametrize(("change", "needle"), [
+    (lambda s: s.pop("sink"), "'sink' is a required property"),
+    (lambda s: s.update(topics=[]), "$.spec.topics"),
+    (lambda s: s.pop("bootstrapServers"), "'bootstrapServers' is a required property"),
+    (lambda s: s.update(initialOffset="newest"), "'newest' is not one of ['earliest', 'latest']"),
+    (lambda s: s.update(topic="t"), "unknown field 'topic'"),
+    (lambda s: s.update(sink={"ref": {"kind": "Service"}}), "'name' is a required property"),
+    (lambda s: s.update(net={"sasl": {"enable": "yes"}}), "$.spec.net.sasl.enable"),
+])
+def test_a_bad_kafka_source_is_refused(tmp_path: Path, validator: ManifestValidator,
+                                       change: Callable[[dict[str, Any]], object], needle: str) -> None:
+    write(tmp_path, "Dockerfile", "FROM docker.io/library/python:3.12-slim\n")
+    write(tmp_path, "serverless.yml", SERVERLESS_ALL_EVENTS)
+    objs = render(load_project(tmp_path), {"consumer": f"localhost:32000/default/events-demo-consumer@{DIGEST}"})
+    kafka = copy.deepcopy(next(o for o in objs if o["kind"] == "KafkaSource"))
+    assert validator.errors(kafka) == []
+    assert validator.errors({**kafka, "apiVersion": "sources.knative.dev/v1"}) == []  # v1: the same shape
+    change(kafka["spec"])
+    for api_version in ("sources.knative.dev/v1beta1", "sources.knative.dev/v1"):
+        errors = validator.errors({**kafka, "apiVersion": api_version})
+        assert errors and any(needle in e for e in errors), errors
 
 
 @pytest.mark.parametrize(("event", "needle"), [
