@@ -2,7 +2,8 @@
 
 The platform's objects carry ``app.kubernetes.io/managed-by: hybrid-knative``; Knative's children
 (Configurations, Routes, Revisions, Ingresses, Certificates, ServerlessServices, PodAutoscalers) are
-re-created by Knative's controllers on the target and are never listed here. Custom resource kinds
+re-created by Knative's controllers on the target and are never listed here, nor is anything else a
+controller owns (e.g. the KService KServe makes for an InferenceService). Custom resource kinds
 are only listed when the source serves them (KafkaSource needs eventing-kafka, InferenceService KServe).
 """
 
@@ -120,6 +121,13 @@ def served_versions(crd: dict[str, Any]) -> set[str]:
     return {str(v.get("name")) for v in (crd.get("spec") or {}).get("versions") or [] if v.get("served", True)}
 
 
+def controlled(obj: Manifest) -> bool:
+    """Made and owned by a controller (``ownerReferences[].controller``), e.g. the KService KServe makes for
+    an InferenceService. (Secrets are judged by transform.secret_refusal, which gives the reason.)"""
+    owners = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(isinstance(o, dict) and o.get("controller") for o in owners)
+
+
 def is_platform(obj: Manifest) -> bool:
     labels = (obj.get("metadata") or {}).get("labels") or {}
     return labels.get(MANAGED_BY) == PLATFORM
@@ -156,6 +164,8 @@ def select(kube: KubeApi, kinds: list[Kind], selection: Selection) -> list[Manif
                 continue
             if (kind.kind, meta.get("name")) in BUILTIN_NAMES:
                 continue
+            if kind.kind != "Secret" and controlled(obj):
+                continue  # made by a controller (KServe's predictor KService…): it makes it again on the target
             if is_platform(namespaces.get(ns, {})):
                 continue
             chosen.append(obj)
