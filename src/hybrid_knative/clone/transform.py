@@ -266,9 +266,23 @@ def replay_traffic(obj: Manifest, plan: Plan) -> Manifest:
 
 # --- Kafka -----------------------------------------------------------------------------------------
 
+def _in_cluster_host(server: str, plan: Plan) -> bool:
+    host = server.rsplit(":", 1)[0].rstrip(".")
+    zone = plan.source_zone
+    return host.endswith((".svc", ".svc.cluster.local")) or bool(zone and host.endswith("." + zone)) \
+        or host in ("localhost", "127.0.0.1")
+
+
 def suffix_consumer_group(obj: Manifest, plan: Plan) -> Manifest:
     if obj.get("kind") != "KafkaSource":
         return obj
+    servers = [str(s) for s in (obj.get("spec") or {}).get("bootstrapServers") or []]
+    local = [s for s in servers if _in_cluster_host(s, plan)]
+    if local:
+        meta = obj.get("metadata") or {}
+        plan.warnings.append(f"KafkaSource {meta.get('namespace')}/{meta.get('name')} reads from Kafka at "
+                             f"{', '.join(local)}, a name inside the source cluster: the target needs a Kafka "
+                             "reachable under that name (or change bootstrapServers on the source and re-run)")
     group = (obj.get("spec") or {}).get("consumerGroup")
     if not group:
         return obj  # Knative derives one from the object's UID, which differs per cluster anyway
