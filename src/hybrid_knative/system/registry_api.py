@@ -52,6 +52,7 @@ class RegistryApi:
     requests_made: int = 0
     _tokens: dict[tuple[str, str], str] = dataclasses.field(default_factory=dict)
     _session: requests.Session | None = dataclasses.field(default=None, repr=False)
+    _basic_hosts: set[str] = dataclasses.field(default_factory=set)  # hosts that asked for HTTP basic auth
 
     def session(self) -> requests.Session:
         """One keep-alive session for every request (a TCP/TLS handshake per check would dominate a sync)."""
@@ -72,6 +73,9 @@ class RegistryApi:
         url = f"{scheme}://{name}/v2/{repository}/manifests/{reference}"
         headers = {"Accept": ACCEPT}
         token = self._tokens.get((name, repository))
+        basic = self.auths.get(host) or self.auths.get(name)
+        if not token and name in self._basic_hosts and basic:
+            token = f"Basic {basic}"  # basic auth is per host, not per repository: no new challenge needed
         if token:
             headers["Authorization"] = token
         resp = self._get(url, headers)
@@ -104,6 +108,7 @@ class RegistryApi:
         basic = self.auths.get(host) or self.auths.get(name)
         if challenge.lower().startswith("basic"):
             value = f"Basic {basic}" if basic else ""
+            self._basic_hosts.add(name)
         else:
             params: dict[str, Any] = dict(_CHALLENGE.findall(challenge))
             realm = params.pop("realm", None)
