@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.stats import Spread, goal  # noqa: E402
 from tests.airgap.tinyimages import write_image  # noqa: E402
 from tests.clone.conftest import SOURCE_ZONE, TARGET_DOMAIN, seed_shop  # noqa: E402
 from tests.clone.parts import Registry, seed_knative, start_cluster, start_registry  # noqa: E402
@@ -42,7 +42,7 @@ from hybrid_knative.system.runner import Runner  # noqa: E402
 IMAGES = ("shop/hello", "shop/orders", "shop/cart", "shop/ticker")
 BASE_MB = 3
 OWN_KB = 256
-PAIRS = 6  # ≥ 5 pairs, each with two fresh target registries; which side runs first alternates
+PAIRS = 8  # ≥ 5 pairs, each with two fresh target registries; which side runs first alternates
 
 
 def _noise(seed: str, size: int) -> bytes:
@@ -113,15 +113,16 @@ def bench_images() -> None:
             for reg in (a, b):  # fresh registries each pair; free their disk as we go
                 reg.stop()
                 started.remove(reg)
-        layers_stored = stored  # the registry keeps layers, configs and manifests as blobs too
+        ours, base = Spread(tuple(clone_times)), Spread(tuple(plain_times))
+        ratios = Spread(tuple(c / p for c, p in zip(clone_times, plain_times, strict=True)))
         print(f"  images: {len(IMAGES)} × 2 platforms, one {BASE_MB} MB base layer shared by all")
-        print(f"  bytes stored by the target: {layers_stored / 1e6:.2f} MB; unique blob bytes: {unique / 1e6:.2f} MB "
-              f"→ {layers_stored / unique:.3f}× (goal 1.0×: shared layers cross once)")
-        c, p = statistics.median(clone_times), statistics.median(plain_times)
-        ratios = sorted(ct / pt for ct, pt in zip(clone_times, plain_times, strict=True))
-        print(f"  time: clone's image path {c:.2f} s vs plain `skopeo copy --preserve-digests` {p:.2f} s → "
-              f"{c / p:.2f}× (medians of {PAIRS} alternating pairs, fresh target registries; per-pair ratios "
-              f"{ratios[0]:.2f}–{ratios[-1]:.2f}×; goal ≤ 1.1×; clone also checks presence and reads sizes)")
+        goal("clone: bytes the target registry stored / unique blob bytes", measured=f"{stored / 1e6:.2f} MB",
+             baseline=f"unique blobs {unique / 1e6:.2f} MB", ratio=stored / unique, goal="1.0× (layers cross once)",
+             met=abs(stored / unique - 1) < 0.005)
+        goal("clone: image copy time vs plain `skopeo copy --preserve-digests`", measured=f"{ours.fmt(1, 2)} s",
+             baseline=f"{base.fmt(1, 2)} s (alternating pairs, fresh target registries)", ratio=ratios.median,
+             goal="≤ 1.1× (per-pair median)", met=ratios.median <= 1.1)
+        print(f"  per-pair ratios: {ratios.fmt(1, 2)}")
     finally:
         for reg in started:
             reg.stop()

@@ -9,6 +9,7 @@ the registry answers "already have it" for blobs it holds.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 from collections.abc import Callable
 
@@ -120,21 +121,37 @@ def source_tags(objs: list[Manifest], digests: dict[Key, str]) -> dict[str, str]
 
 def copy_all(copies: dict[str, ImageCopy], skopeo: ImageRegistry, *, dry_run: bool,
              on_progress: Callable[[str], None]) -> ImageReport:
+    """Copy what the target lacks. The registry reads (is it there? which blobs, how big?) run on one worker
+    thread ahead of the copies, so they overlap the skopeo processes instead of adding to them."""
     report = ImageReport()
     seen_blobs: set[str] = set()
-    for index, item in enumerate(copies.values(), start=1):
+    items = list(copies.values())
+
+    def look(item: ImageCopy) -> dict[str, int] | None:
+        """None: already in the target registry; else the blobs the copy moves."""
         if skopeo.manifest(item.target) is not None:
-            report.present.append(item)
-            continue
-        report.copied.append(item)
-        sizes = skopeo.blob_sizes(item.source)
-        report.bytes_copied += sum(size for digest, size in sizes.items() if digest not in seen_blobs)
-        seen_blobs.update(sizes)
-        if dry_run:
-            continue
-        on_progress(f"copying {index}/{len(copies)}: {item.source}")
-        repo, _, _ = split_reference(item.target)
-        skopeo.copy(item.source, f"{repo}:{item.tag}")  # --preserve-digests: skopeo fails rather than convert
+            return None
+        return skopeo.blob_sizes(item.source)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="clone-images") as pool:
+        ahead = [pool.submit(look, item) for item in items]  # one worker: in order, one session, no burst
+        try:
+            for index, (item, future) in enumerate(zip(items, ahead, strict=True), start=1):
+                sizes = future.result()
+                if sizes is None:
+                    report.present.append(item)
+                    continue
+                report.copied.append(item)
+                report.bytes_copied += sum(size for digest, size in sizes.items() if digest not in seen_blobs)
+                seen_blobs.update(sizes)
+                if dry_run:
+                    continue
+                on_progress(f"copying {index}/{len(copies)}: {item.source}")
+                repo, _, _ = split_reference(item.target)
+                skopeo.copy(item.source, f"{repo}:{item.tag}")  # --preserve-digests: skopeo fails rather than convert
+        finally:
+            for future in ahead:
+                future.cancel()
     return report
 
 
