@@ -14,7 +14,7 @@ import pytest
 
 from hybrid_knative.clone.transform import LOCAL_MODEL_ACCOUNT
 from hybrid_knative.errors import ConfigError, HybridError
-from tests.clone.conftest import World
+from tests.clone.conftest import TARGET_DOMAIN, World
 from tests.clone.parts import SERVING, manifest_digest, push
 from tests.clone.test_clone_flow import run
 
@@ -137,6 +137,9 @@ def test_model_uri_rewrite_clones_the_inference_service_and_it_becomes_ready(mod
     assert ("ServiceAccount", LOCAL_MODEL_ACCOUNT) not in names and ("Secret", "hk-model-store-s3") not in names
     assert ("Service", "iris-predictor") not in names  # KServe's child, made again by KServe on the target
     assert world.source.server.writes() == []
+    # invoked through its new URL like the services (a KServe model server answers GET / when alive)
+    assert [(a.name, a.status) for a in report.answers] == [("hello", 200), ("orders", 200), ("iris", 200)]
+    assert next(a.url for a in report.answers if a.name == "iris") == f"http://iris-predictor-shop.{TARGET_DOMAIN}"
     # a re-run writes nothing
     world.target.server.reset_requests()
     again, _ = run(world, model_uris=(("s3://models/", "s3://acme-models/serving/"),),

@@ -14,6 +14,7 @@ from hybrid_knative.clone.run import CloneOptions, target_pull_auth
 from hybrid_knative.clone.select import is_platform, parse_selector, split_bridges
 from hybrid_knative.clone.transform import (
     Plan,
+    is_public_model,
     local_models,
     pin_images,
     replay_traffic,
@@ -331,3 +332,18 @@ def test_a_plain_service_loses_the_source_clusters_addresses() -> None:
                     "ports": [{"port": 80, "targetPort": "http", "nodePort": 31000}]}}
     out = strip_server_fields(svc)
     assert out["spec"] == {"type": "NodePort", "selector": {"a": "b"}, "ports": [{"port": 80, "targetPort": "http"}]}
+
+
+@pytest.mark.parametrize(("labels", "annotations", "public"), [
+    ({}, {}, True),
+    ({}, {"serving.kserve.io/deploymentMode": "Serverless"}, True),
+    ({}, {"serving.kserve.io/deploymentMode": "Standard"}, False),  # an in-cluster URL only
+    ({}, {"serving.kserve.io/deploymentMode": "RawDeployment"}, False),
+    ({"networking.kserve.io/visibility": "cluster-local"}, {}, False),
+])
+def test_which_models_are_invoked_through_their_new_url(labels: dict[str, str], annotations: dict[str, str],
+                                                        public: bool) -> None:
+    obj = isvc("gs://acme/iris", account=None)
+    obj["metadata"].update(labels=labels, annotations=annotations)
+    assert is_public_model(obj) is public
+    assert is_public_model(ksvc()) is False

@@ -295,8 +295,9 @@ def clone(source: KubeApi, target: KubeApi, options: CloneOptions, status: Statu
         report.applied = applying.apply_all(target, report.objects, policy=policy, stats=stats,
                                             on_progress=status.note)
     if options.verify:
-        refs = [selecting.ref(o) for o in wanted if o["kind"] == "Service"
-                and o["apiVersion"].startswith("serving.knative.dev/") and transforming.is_public(o)]
+        refs = [selecting.ref(o) for o in wanted if (o["kind"] == "Service"
+                and o["apiVersion"].startswith("serving.knative.dev/") and transforming.is_public(o))
+                or transforming.is_public_model(o)]
         with status.step(f"Invoke {len(refs)} cloned services through their new URLs"):
             # bounded on its own: a missing DNS record should not hold the command for --timeout per service
             quick = dataclasses.replace(policy, timeout=min(policy.timeout, 60.0))

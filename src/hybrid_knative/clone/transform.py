@@ -456,5 +456,17 @@ def is_public(ksvc: Manifest) -> bool:
     return labels.get(VISIBILITY) != "cluster-local"
 
 
+def is_public_model(obj: Manifest) -> bool:
+    """An InferenceService served through Knative's ingress (its status.url answers from outside): not
+    cluster-local, not KServe's Standard/RawDeployment mode (an in-cluster URL only)."""
+    if obj.get("kind") != "InferenceService":
+        return False
+    meta = obj.get("metadata") or {}
+    labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
+    if "cluster-local" in (labels.get("networking.kserve.io/visibility"), labels.get(VISIBILITY)):
+        return False
+    return annotations.get("serving.kserve.io/deploymentMode", "Serverless") in ("Serverless", "Knative")
+
+
 def target_url(name: str, namespace: str, domain: str) -> str:
     return urllib.parse.urlunsplit(("http", f"{name}-{namespace}.{domain}", "", "", ""))
