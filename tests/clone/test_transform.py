@@ -254,7 +254,6 @@ def isvc(uri: str, *, account: str | None = "hk-model-store", **predictor: Any) 
     ("s3://models/iris/", "hk-model-store", "local model store"),
     ("pvc://models-pvc/iris", None, "PersistentVolumeClaim"),
     ("gridfs://models/iris", None, "GridFS"),
-    ("oci://localhost:32000/models/iris:1", None, "registry only the local cluster"),
 ])
 def test_models_only_the_local_cluster_reads_are_found(uri: str, account: str | None, why: str) -> None:
     found = local_models(isvc(uri, account=account), plan())
@@ -269,6 +268,21 @@ def test_models_in_reachable_storage_are_kept_as_they_are(uri: str) -> None:
     assert transform(obj, plan(), pull_secrets=set()) is not None
     out = transform(obj, plan(model_uris=(("s3://models/", "s3://x/"),)), pull_secrets=set())
     assert out is not None and out["spec"]["predictor"]["model"]["storageUri"] == uri
+
+
+def test_oci_models_are_images_resolved_pinned_and_copied() -> None:
+    obj = isvc("oci://localhost:32000/models/iris:1", account=None)
+    assert local_models(obj, plan()) == []  # not refused: an image, copied to --registry like the others
+    digest = "sha256:" + "c" * 64
+    found = images.resolve([obj], {}, lambda ref: digest if ref == "localhost:32000/models/iris:1" else None)
+    key = ("InferenceService", "shop", "iris", "predictor/model-uri-0")
+    assert found == {key: f"localhost:32000/models/iris@{digest}"}
+    copies = images.plan_copies(found, "europe-docker.pkg.dev/acme/fns", images.source_tags([obj], found))
+    assert [c.tag for c in copies.values()] == ["1"]
+    p = plan(pins=images.pins(found, copies))
+    out = transform(obj, p, pull_secrets=set())
+    assert out is not None
+    assert out["spec"]["predictor"]["model"]["storageUri"] == f"oci://europe-docker.pkg.dev/acme/fns/models/iris@{digest}"
 
 
 def test_model_uri_rewrite_moves_the_model_and_its_account() -> None:

@@ -13,7 +13,7 @@ import concurrent.futures
 import dataclasses
 from collections.abc import Callable
 
-from hybrid_knative.clone.transform import containers_of
+from hybrid_knative.clone.transform import images_of
 from hybrid_knative.errors import PermanentError
 from hybrid_knative.kube.objects import Manifest
 from hybrid_knative.system.image_registry import ImageRegistry, registry_host, split_reference
@@ -75,9 +75,7 @@ def resolve(objs: list[Manifest], revisions: dict[tuple[str, str], Manifest],
         meta = obj.get("metadata") or {}
         kind, ns, name = str(obj.get("kind")), str(meta.get("namespace")), str(meta.get("name"))
         running = _revision_digests(obj, revisions) if kind == "Service" else {}
-        for index, (key, container) in enumerate(containers_of(obj)):
-            image = str(container["image"])
-            cname = str(container.get("name") or "")
+        for index, (key, image, cname) in enumerate(images_of(obj)):
             repo, _, digest = split_reference(image)
             if digest:
                 digests[(kind, ns, name, key)] = f"{repo}@{digest}"
@@ -111,9 +109,9 @@ def source_tags(objs: list[Manifest], digests: dict[Key, str]) -> dict[str, str]
     tags: dict[str, str] = {}
     for obj in objs:
         meta = obj.get("metadata") or {}
-        for key, container in containers_of(obj):
+        for key, image, _ in images_of(obj):
             ref = digests.get((str(obj.get("kind")), str(meta.get("namespace")), str(meta.get("name")), key))
-            _, tag, _ = split_reference(str(container["image"]))
+            _, tag, _ = split_reference(image)
             if ref and tag:
                 tags.setdefault(ref, tag)
     return tags

@@ -7,8 +7,8 @@
   in env values, sinks, subscribers, dead-letter sinks and DomainMapping names → the target domain
 * traffic: BYO revision names are replayed; traffic pinned to generated revisions collapses to latest
 * Kafka: consumer groups get a per-cluster suffix (two clusters in one group split the topic)
-* models: InferenceService storage URIs that point at the local cluster (its model store, a PVC, GridFS,
-  a loopback registry) are refused unless rewritten (``--model-uri FROM=TO``) or left out
+* models: InferenceService storage URIs that point at the local cluster (its model store, a PVC, GridFS)
+  are refused unless rewritten (``--model-uri FROM=TO``) or left out; ``oci://`` models are images
 * secrets: by policy; never service-account tokens or Knative-generated TLS; pull secrets re-created
 """
 
@@ -141,13 +141,36 @@ def containers_of(obj: Manifest) -> list[tuple[str, dict[str, Any]]]:
     return found
 
 
+OCI = "oci://"
+
+
+def model_images(obj: Manifest) -> list[tuple[str, dict[str, Any], str]]:
+    """(key, holder, field) of InferenceService models stored as OCI images (KServe's modelcars, ``oci://``):
+    images like any other — pinned by digest and copied to the target registry."""
+    return [(f"{component}/model-uri-{index}", holder, field)
+            for index, (component, holder, field) in enumerate(model_uris(obj))
+            if str(holder[field]).startswith(OCI)]
+
+
+def images_of(obj: Manifest) -> list[tuple[str, str, str]]:
+    """(key, image reference, container name) of every image an object runs: containers, then OCI models."""
+    found = [(key, str(c["image"]), str(c.get("name") or "")) for key, c in containers_of(obj)]
+    found += [(key, str(holder[field])[len(OCI):], "") for key, holder, field in model_images(obj)]
+    return found
+
+
 def pin_images(obj: Manifest, plan: Plan) -> Manifest:
     out = copy.deepcopy(obj)
     meta = out.get("metadata") or {}
+    where = (str(out.get("kind")), str(meta.get("namespace")), str(meta.get("name")))
     for key, container in containers_of(out):
-        pinned = plan.pins.get((str(out.get("kind")), str(meta.get("namespace")), str(meta.get("name")), key))
+        pinned = plan.pins.get((*where, key))
         if pinned:
             container["image"] = pinned
+    for key, holder, field in model_images(out):
+        pinned = plan.pins.get((*where, key))
+        if pinned:
+            holder[field] = OCI + pinned
     return out
 
 
@@ -333,11 +356,7 @@ def local_model_reason(obj: Manifest, component: str, uri: str) -> str | None:
     part = ((obj.get("spec") or {}).get(component)) or {}
     if uri.startswith("s3://") and part.get("serviceAccountName") == LOCAL_MODEL_ACCOUNT:
         return "the local model store (SeaweedFS in the cluster, credentials of its account hk-model-store)"
-    if uri.startswith("oci://"):
-        host = uri[len("oci://"):].split("/", 1)[0].rsplit(":", 1)[0]
-        if host in ("localhost", "127.0.0.1", "[::1]") or host.endswith(".svc.cluster.local"):
-            return "a registry only the local cluster reaches"
-    return None
+    return None  # oci:// models are images: pinned and copied to --registry like the containers' images
 
 
 def _rewritten(uri: str, plan: Plan) -> str:
