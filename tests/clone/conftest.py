@@ -25,8 +25,11 @@ from tests.clone.parts import (
     Registry,
     crds,
     ingress,
+    kafka_source_crd,
     push,
+    seed_kafka,
     seed_knative,
+    seed_kserve,
     start_cluster,
     start_registry,
 )
@@ -99,13 +102,28 @@ def _validator() -> ManifestValidator:
     return ManifestValidator("1.34", crds())
 
 
+@functools.cache
+def _kafka_validator() -> ManifestValidator:
+    return ManifestValidator("1.34", [kafka_source_crd()])
+
+
+def _validator_for(obj: dict[str, Any]) -> ManifestValidator:
+    group = str(obj.get("apiVersion", "")).rpartition("/")[0]
+    if group == "serving.kserve.io":
+        from tests.harness.kserve import kserve_validator
+
+        return kserve_validator("1.34")
+    if obj.get("kind") == "KafkaSource":
+        return _kafka_validator()
+    return _validator()
+
+
 def validating(kube: KubeApi, applied: list[dict[str, Any]]) -> KubeApi:
     """Every object applied to the target is first validated strictly (the API server's schema checks)."""
-    validator = _validator()
     original = kube.apply
 
     def apply(obj: dict[str, Any]) -> None:
-        errors = validator.errors(obj)
+        errors = _validator_for(obj).errors(obj)
         assert errors == [], f"invalid object sent to the target: {errors}"
         applied.append(obj)
         original(obj)
@@ -200,14 +218,21 @@ def seed_shop(world_source: Cluster, registry: Registry, layout: Path) -> dict[s
 def make_world(tmp_path: Path) -> Iterator[Callable[..., World]]:
     started: list[Any] = []
 
-    def factory(*, target_knative: bool = True, target_version: str = "1.34.2") -> World:
+    def factory(*, target_knative: bool = True, target_version: str = "1.34.2", kserve: bool = False,
+                kafka: bool = False) -> World:
         source = start_cluster(tmp_path, "local")
         started.append(source.server)
-        target = start_cluster(tmp_path, "cloud", version=target_version, lb_ip="10.0.0.99")
+        target = start_cluster(tmp_path, "cloud", version=target_version, lb_ip="10.0.0.99", kserve=kserve)
         started.append(target.server)
         seed_knative(source.server, domain=SOURCE_ZONE)
         if target_knative:
             seed_knative(target.server, domain=TARGET_DOMAIN)
+        if kserve:
+            seed_kserve(source, domain=SOURCE_ZONE)
+            seed_kserve(target, domain=TARGET_DOMAIN)
+        if kafka:
+            seed_kafka(source.server)
+            seed_kafka(target.server)
         src = start_registry(tmp_path / "src-registry")
         started.append(src)
         dst = start_registry(tmp_path / "dst-registry", auth=True)
@@ -218,6 +243,7 @@ def make_world(tmp_path: Path) -> Iterator[Callable[..., World]]:
         layout = tmp_path / "layout"
         digests = seed_shop(source, src, layout)
         source.server.reset_requests()
+        target.server.reset_requests()
         return World(source, target, src, dst, ing, layout, digests, tmp_path)
 
     yield factory

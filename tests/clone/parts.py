@@ -92,6 +92,51 @@ def seed_knative(server: ApiServer, *, domain: str) -> None:
     server.reconcile()
 
 
+KAFKA_SOURCE_CRD = Path(__file__).resolve().parents[1] / "fixtures" / "crds" / "kafkasources.sources.knative.dev.yaml"
+
+
+@functools.cache
+def _kafka_source_crd() -> dict[str, Any]:
+    crd = yaml.safe_load(KAFKA_SOURCE_CRD.read_text(encoding="utf-8"))
+    assert crd["kind"] == "CustomResourceDefinition"
+    return dict(crd)
+
+
+def kafka_source_crd() -> dict[str, Any]:
+    """The project's own KafkaSource CRD (written from Knative's API reference: not in the upstream mirror)."""
+    return copy.deepcopy(_kafka_source_crd())
+
+
+def seed_kafka(server: ApiServer) -> None:
+    """eventing-kafka's source on a cluster: the KafkaSource CRD it serves."""
+    server.put_object("apiextensions.k8s.io/v1", "customresourcedefinitions", kafka_source_crd())
+    server.reconcile()
+
+
+def seed_kserve(cluster: Cluster, *, domain: str) -> None:
+    """KServe as `enable --with ml` installs it (CRDs, controller with our webhook PKI, the CPU runtimes) —
+    without the local model store: a cloud has its own object storage."""
+    from hybrid_knative.kube.api import KubeApi
+    from hybrid_knative.kube.objects import sort_for_apply
+    from hybrid_knative.ml import cluster as ml_cluster
+    from hybrid_knative.ml import kserve, pki
+    from hybrid_knative.upstream import UpstreamStore
+    from tests.ml.conftest import slim_crd
+
+    kube = KubeApi.connect(cluster.kubeconfig, cluster.context)
+    up = UpstreamStore()
+    labels = ml_cluster.labels_for("kserve")
+    crds_ = kserve.render_crds(up, labels)
+    kube.register_crds(crds_)
+    for obj in crds_:
+        kube.apply(slim_crd(obj))  # the emulator copies CRDs on every request; the KServe fake validates fully
+    objs = [*kserve.render_controller(up, labels, pki.issue(pki.KSERVE), domain=domain),
+            *kserve.render_runtimes(up, labels)]
+    for obj in sort_for_apply(objs):
+        kube.apply(obj)
+    cluster.server.reconcile()
+
+
 def load_balancer(ip: str) -> Any:
     """A cloud's load-balancer controller: every LoadBalancer Service gets ``ip``."""
 
@@ -113,11 +158,16 @@ class Cluster:
     context: str
 
 
-def start_cluster(root: Path, context: str, *, version: str = "1.34.2", lb_ip: str | None = None) -> Cluster:
+def start_cluster(root: Path, context: str, *, version: str = "1.34.2", lb_ip: str | None = None,
+                  kserve: bool = False) -> Cluster:
     behaviour = KnativeBehaviour()
     controller = with_knative(FakeController(), behaviour)
     if lb_ip:
         controller.hooks.append(load_balancer(lb_ip))
+    if kserve:
+        from tests.harness.kserve import KServeBehaviour
+
+        controller.hooks.append(KServeBehaviour())
     server = ApiServer(version=version, controller=controller).__enter__()
     kubeconfig = server.write_kubeconfig(root / f"{context}.kubeconfig", context=context)
     server.put_object("v1", "nodes", {"apiVersion": "v1", "kind": "Node", "metadata": {"name": f"{context}-node"},

@@ -51,3 +51,18 @@ def test_cli_services_that_do_not_answer_exit_non_zero(world: World) -> None:
                     str(world.dst_registry.authfile), "--ingress-address", "127.0.0.1:9", "-n", "shop")
     assert result.exit_code == 3
     assert "✗ shop/hello" in result.output
+
+
+def test_cli_bad_model_uri_is_a_clear_error(world: World) -> None:
+    for bad, why in (("s3://models/", "is not FROM=TO"), ("s3://models/=pvc://x/", "not reachable from another")):
+        result = invoke(world, "--to", "cloud", "--registry", world.registry, "--model-uri", bad)
+        assert result.exit_code == 2, result.output
+        assert why in result.output and "Traceback" not in result.output
+    assert world.target.server.writes() == []
+
+
+def test_cli_help_explains_models_and_bridges() -> None:
+    result = CliRunner().invoke(cli, ["clone", "--help"])
+    assert result.exit_code == 0
+    for option in ("--model-uri", "--model-service-account", "--skip-local-models", "--include-bridges"):
+        assert option in result.output

@@ -91,6 +91,10 @@ def test_basic_auth_against_the_real_registry(world: World) -> None:
         RegistryApi().manifest(host, "acme/fns/shop/hello", "1")
     api = RegistryApi(auths=load_auths(world.dst_registry.authfile))
     assert api.manifest(host, "acme/fns/shop/hello", "1") is None  # nothing copied yet: 404, not an error
+    assert api.requests_made == 2  # the challenge, then the answer
+    # basic auth is per host: another repository needs no new challenge (one request, one connection)
+    assert api.manifest(host, "acme/fns/shop/orders", "2") is None
+    assert api.requests_made == 3
 
 
 def test_unreachable_registry_is_temporary(tmp_path: Path) -> None:

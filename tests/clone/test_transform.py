@@ -11,9 +11,11 @@ import pytest
 
 from hybrid_knative.clone import images
 from hybrid_knative.clone.run import CloneOptions, target_pull_auth
-from hybrid_knative.clone.select import is_platform, parse_selector
+from hybrid_knative.clone.select import is_platform, parse_selector, split_bridges
 from hybrid_knative.clone.transform import (
     Plan,
+    is_public_model,
+    local_models,
     pin_images,
     replay_traffic,
     rewrite_domains,
@@ -235,3 +237,127 @@ def test_image_references_are_split() -> None:
     assert split_reference("localhost:32000/h@sha256:ab") == ("localhost:32000/h", None, "sha256:ab")
     assert registry_host("nginx:1") == "docker.io"
     assert registry_host("localhost/x") == "localhost"
+
+
+# --- models (InferenceService storage) --------------------------------------------------------------
+
+def isvc(uri: str, *, account: str | None = "hk-model-store", **predictor: Any) -> dict[str, Any]:
+    pred: dict[str, Any] = {"model": {"modelFormat": {"name": "sklearn"}, "runtime": "kserve-sklearnserver",
+                                      "storageUri": uri}, **predictor}
+    if account:
+        pred["serviceAccountName"] = account
+    return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+            "metadata": {"name": "iris", "namespace": "shop"}, "spec": {"predictor": pred}}
+
+
+@pytest.mark.parametrize(("uri", "account", "why"), [
+    ("s3://models/iris/", "hk-model-store", "local model store"),
+    ("pvc://models-pvc/iris", None, "PersistentVolumeClaim"),
+    ("gridfs://models/iris", None, "GridFS"),
+])
+def test_models_only_the_local_cluster_reads_are_found(uri: str, account: str | None, why: str) -> None:
+    found = local_models(isvc(uri, account=account), plan())
+    assert len(found) == 1 and uri in found[0] and why in found[0]
+
+
+@pytest.mark.parametrize("uri", ["s3://acme-models/iris/", "gs://acme/iris", "hf://org/model",
+                                 "oci://europe-docker.pkg.dev/acme/models/iris:1"])
+def test_models_in_reachable_storage_are_kept_as_they_are(uri: str) -> None:
+    obj = isvc(uri, account="cloud-reader" if uri.startswith("s3://") else None)
+    assert local_models(obj, plan()) == []
+    assert transform(obj, plan(), pull_secrets=set()) is not None
+    out = transform(obj, plan(model_uris=(("s3://models/", "s3://x/"),)), pull_secrets=set())
+    assert out is not None and out["spec"]["predictor"]["model"]["storageUri"] == uri
+
+
+def test_oci_models_are_images_resolved_pinned_and_copied() -> None:
+    obj = isvc("oci://localhost:32000/models/iris:1", account=None)
+    assert local_models(obj, plan()) == []  # not refused: an image, copied to --registry like the others
+    digest = "sha256:" + "c" * 64
+    found = images.resolve([obj], {}, lambda ref: digest if ref == "localhost:32000/models/iris:1" else None)
+    key = ("InferenceService", "shop", "iris", "predictor/model-uri-0")
+    assert found == {key: f"localhost:32000/models/iris@{digest}"}
+    copies = images.plan_copies(found, "europe-docker.pkg.dev/acme/fns", images.source_tags([obj], found))
+    assert [c.tag for c in copies.values()] == ["1"]
+    p = plan(pins=images.pins(found, copies))
+    out = transform(obj, p, pull_secrets=set())
+    assert out is not None
+    assert out["spec"]["predictor"]["model"]["storageUri"] == f"oci://europe-docker.pkg.dev/acme/fns/models/iris@{digest}"
+
+
+def test_model_uri_rewrite_moves_the_model_and_its_account() -> None:
+    p = plan(model_uris=(("s3://models/", "s3://acme-models/serving/"),), model_service_account="cloud-models")
+    obj = isvc("s3://models/iris/")
+    assert local_models(obj, p) == []
+    out = transform(obj, p, pull_secrets=set())
+    assert out is not None
+    assert out["spec"]["predictor"]["model"]["storageUri"] == "s3://acme-models/serving/iris/"
+    assert out["spec"]["predictor"]["serviceAccountName"] == "cloud-models"
+    assert obj["spec"]["predictor"]["model"]["storageUri"] == "s3://models/iris/"  # the source's is untouched
+
+
+def test_model_uri_rewrite_without_an_account_drops_the_local_one_with_a_warning() -> None:
+    p = plan(model_uris=(("s3://models/", "gs://acme-models/"),))
+    out = transform(isvc("s3://models/iris/"), p, pull_secrets=set())
+    assert out is not None and "serviceAccountName" not in out["spec"]["predictor"]
+    assert any("default ServiceAccount" in w for w in p.warnings)
+
+
+def test_model_uris_are_found_in_every_component_and_storage_uris() -> None:
+    obj = isvc("s3://models/iris/")
+    obj["spec"]["transformer"] = {"storageUris": [{"uri": "pvc://feat/x", "mountPath": "/mnt/x"}],
+                                  "containers": [{"name": "t", "image": "r/t:1"}]}
+    found = local_models(obj, plan())
+    assert len(found) == 2 and any("pvc://feat/x" in f for f in found)
+
+
+def test_clone_options_refuse_a_model_uri_rewrite_to_local_storage() -> None:
+    with pytest.raises(ConfigError, match="not reachable from another cluster"):
+        CloneOptions(model_uris=(("s3://models/", "pvc://other/"),))
+    with pytest.raises(ConfigError, match="storage URI prefixes"):
+        CloneOptions(model_uris=(("models", "s3://x/"),))
+
+
+# --- ROS 2 bridges ----------------------------------------------------------------------------------
+
+def bridge_objects() -> list[dict[str, Any]]:
+    from hybrid_knative.ros2.objects import render_bridge, spec_from_events
+
+    spec = spec_from_events([{"topic": "/chatter", "type": "std_msgs/msg/String", "reply_to": "/detections",
+                              "reply_type": "std_msgs/msg/String"}],
+                            image="localhost:32000/shop/detect-ros2-bridge:1", node="robot-1")
+    return render_bridge("shop", "detect", spec, namespace="shop")
+
+
+def test_bridge_parts_are_split_from_the_triggers_that_feed_functions() -> None:
+    objs = bridge_objects()
+    kept, bridges = split_bridges(objs)
+    assert [(o["kind"], o["spec"]["subscriber"]["ref"]["kind"]) for o in kept] == [("Trigger", "Service")]
+    assert kept[0]["spec"]["subscriber"]["ref"]["apiVersion"] == SERVING
+    assert list(bridges) == ["shop/detect-ros2"]
+    assert sorted(bridges["shop/detect-ros2"]) == ["ConfigMap detect-ros2-config", "Deployment detect-ros2",
+                                                   "Service detect-ros2", "Trigger detect-ros2-reply"]
+
+
+def test_a_plain_service_loses_the_source_clusters_addresses() -> None:
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "detect-ros2", "namespace": "shop"},
+           "spec": {"clusterIP": "10.152.183.7", "clusterIPs": ["10.152.183.7"], "ipFamilies": ["IPv4"],
+                    "ipFamilyPolicy": "SingleStack", "type": "NodePort", "selector": {"a": "b"},
+                    "ports": [{"port": 80, "targetPort": "http", "nodePort": 31000}]}}
+    out = strip_server_fields(svc)
+    assert out["spec"] == {"type": "NodePort", "selector": {"a": "b"}, "ports": [{"port": 80, "targetPort": "http"}]}
+
+
+@pytest.mark.parametrize(("labels", "annotations", "public"), [
+    ({}, {}, True),
+    ({}, {"serving.kserve.io/deploymentMode": "Serverless"}, True),
+    ({}, {"serving.kserve.io/deploymentMode": "Standard"}, False),  # an in-cluster URL only
+    ({}, {"serving.kserve.io/deploymentMode": "RawDeployment"}, False),
+    ({"networking.kserve.io/visibility": "cluster-local"}, {}, False),
+])
+def test_which_models_are_invoked_through_their_new_url(labels: dict[str, str], annotations: dict[str, str],
+                                                        public: bool) -> None:
+    obj = isvc("gs://acme/iris", account=None)
+    obj["metadata"].update(labels=labels, annotations=annotations)
+    assert is_public_model(obj) is public
+    assert is_public_model(ksvc()) is False

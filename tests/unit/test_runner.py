@@ -50,3 +50,26 @@ def test_arguments_are_never_shell_interpreted(tmp_path: Path) -> None:
 def test_env_and_cwd(tmp_path: Path) -> None:
     result = Runner(env={"HK_X": "1", "PATH": "/usr/bin:/bin"}).run(["sh", "-c", "echo $HK_X; pwd"], cwd=tmp_path)
     assert result.stdout.split() == ["1", str(tmp_path)]
+
+
+
+def test_timeout_ends_the_commands_children_too(tmp_path: Path) -> None:
+    """The command's whole process group is killed: no grandchild left holding the output pipe."""
+    import os
+    import time
+
+    pidfile = tmp_path / "pid"
+    with pytest.raises(TemporaryError, match="timed out"):
+        Runner().run(["sh", "-c", f"sleep 30 & echo $! > {pidfile}; wait"], timeout=0.5)
+    pid = int(pidfile.read_text())
+    for _ in range(100):  # bounded: the orphan is reaped by init shortly after the kill
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        except FileNotFoundError:
+            break
+        if state == "Z":
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        pytest.fail("the command's child survived the timeout")

@@ -51,6 +51,14 @@ def _probes(ingress_address: str | None) -> HostProbes:
     return HostProbes(resolve=lambda _name: [ip], http_port=port)
 
 
+def _model_uri(text: str) -> tuple[str, str]:
+    old, sep, new = text.partition("=")
+    if not sep or not old.strip() or not new.strip():
+        raise ConfigError(f"--model-uri {text!r} is not FROM=TO",
+                          resolution="e.g. --model-uri s3://models/=s3://acme-models/serving/")
+    return old.strip(), new.strip()
+
+
 def make_installer(*, kubeconfig: Path, state_dir: Path, upstream_dirs: tuple[Path, ...], offline: bool,
                    wait_timeout: float, poll_interval: float, dns_servers: tuple[str, ...]) -> Any:
     """The enable engine, in the cloud profile: no host DNS, a load-balancer ingress, custom or magic domain."""
@@ -100,6 +108,17 @@ def make_installer(*, kubeconfig: Path, state_dir: Path, upstream_dirs: tuple[Pa
 @click.option("--ingress-address", help="Send those requests to this IP[:PORT] instead of resolving the service "
               "names (before the wildcard DNS record exists).")
 @click.option("--cluster-suffix", help="Appended to Kafka consumer groups. Default: the target's context name.")
+@click.option("--model-uri", "model_uris", multiple=True, metavar="FROM=TO",
+              help="Rewrite InferenceService storage URIs starting with FROM to start with TO (repeatable), e.g. "
+              "s3://models/=s3://acme-models/serving/ after copying the model files there. Models in the local "
+              "model store, on PVCs or in GridFS are refused without it.")
+@click.option("--model-service-account", metavar="NAME",
+              help="ServiceAccount (on the target) that reads the rewritten models; replaces the local store's.")
+@click.option("--skip-local-models", is_flag=True,
+              help="Leave out InferenceServices whose model only this cluster can read, instead of refusing.")
+@click.option("--include-bridges", is_flag=True,
+              help="Also copy ROS 2 bridges (Deployment on the robot's node, its Service, ConfigMap, reply "
+              "Trigger): only for a target that has the robots. Default: left out, and named.")
 @click.option("--upstream-dir", "upstream_dirs", multiple=True, type=click.Path(path_type=Path, file_okay=False),
               help="Pinned upstream files for the install on the target (e.g. a mirror). Repeatable.")
 @click.option("--offline", is_flag=True, help="Never download upstream files for the install.")
@@ -110,8 +129,9 @@ def make_installer(*, kubeconfig: Path, state_dir: Path, upstream_dirs: tuple[Pa
 def clone(verbose: int, quiet: bool, to_context: str, to_kubeconfig: Path | None, registry: str | None,
           registry_authfile: Path | None, domain: str | None, domain_mode: DomainMode, namespaces: tuple[str, ...],
           selector: str | None, secrets: str, dry_run: bool, install: bool, overwrite: bool, verify: bool,
-          ingress_address: str | None, cluster_suffix: str | None, upstream_dirs: tuple[Path, ...], offline: bool,
-          dns_servers: tuple[str, ...], **cluster: Any) -> None:
+          ingress_address: str | None, cluster_suffix: str | None, model_uris: tuple[str, ...],
+          model_service_account: str | None, skip_local_models: bool, include_bridges: bool,
+          upstream_dirs: tuple[Path, ...], offline: bool, dns_servers: tuple[str, ...], **cluster: Any) -> None:
     """Copy your Knative objects and their images from this cluster to another one.
 
     \b
@@ -129,7 +149,9 @@ def clone(verbose: int, quiet: bool, to_context: str, to_kubeconfig: Path | None
                            domain_mode=domain_mode, namespaces=namespaces, selector=parse_selector(selector),
                            secrets=secrets, dry_run=dry_run, install=install, overwrite=overwrite, verify=verify,
                            cluster_suffix=cluster_suffix, wait_timeout=config.wait_timeout,
-                           poll_interval=config.poll_interval)
+                           poll_interval=config.poll_interval, include_bridges=include_bridges,
+                           model_uris=tuple(_model_uri(m) for m in model_uris),
+                           model_service_account=model_service_account, skip_local_models=skip_local_models)
     target_kubeconfig = to_kubeconfig or _default_target_kubeconfig(config.kubeconfig)
     if not target_kubeconfig.is_file():
         raise ConfigError(f"--to-kubeconfig {target_kubeconfig} not found")
@@ -146,6 +168,9 @@ def clone(verbose: int, quiet: bool, to_context: str, to_kubeconfig: Path | None
 
 
 def print_report(report: CloneReport, context: str, *, dry_run: bool) -> int:
+    for where, parts in sorted(report.bridges.items()):
+        click.echo(f"- ROS 2 bridge {where} not copied ({', '.join(parts)}): it belongs on a robot's node; "
+                   f"its topic Triggers were kept. --include-bridges copies it for a {context} with robots.")
     if dry_run:
         for text in report.diffs:
             click.echo(text)

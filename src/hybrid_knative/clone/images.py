@@ -9,10 +9,11 @@ the registry answers "already have it" for blobs it holds.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 from collections.abc import Callable
 
-from hybrid_knative.clone.transform import containers_of
+from hybrid_knative.clone.transform import images_of
 from hybrid_knative.errors import PermanentError
 from hybrid_knative.kube.objects import Manifest
 from hybrid_knative.system.image_registry import ImageRegistry, registry_host, split_reference
@@ -74,9 +75,7 @@ def resolve(objs: list[Manifest], revisions: dict[tuple[str, str], Manifest],
         meta = obj.get("metadata") or {}
         kind, ns, name = str(obj.get("kind")), str(meta.get("namespace")), str(meta.get("name"))
         running = _revision_digests(obj, revisions) if kind == "Service" else {}
-        for index, (key, container) in enumerate(containers_of(obj)):
-            image = str(container["image"])
-            cname = str(container.get("name") or "")
+        for index, (key, image, cname) in enumerate(images_of(obj)):
             repo, _, digest = split_reference(image)
             if digest:
                 digests[(kind, ns, name, key)] = f"{repo}@{digest}"
@@ -110,9 +109,9 @@ def source_tags(objs: list[Manifest], digests: dict[Key, str]) -> dict[str, str]
     tags: dict[str, str] = {}
     for obj in objs:
         meta = obj.get("metadata") or {}
-        for key, container in containers_of(obj):
+        for key, image, _ in images_of(obj):
             ref = digests.get((str(obj.get("kind")), str(meta.get("namespace")), str(meta.get("name")), key))
-            _, tag, _ = split_reference(str(container["image"]))
+            _, tag, _ = split_reference(image)
             if ref and tag:
                 tags.setdefault(ref, tag)
     return tags
@@ -120,21 +119,37 @@ def source_tags(objs: list[Manifest], digests: dict[Key, str]) -> dict[str, str]
 
 def copy_all(copies: dict[str, ImageCopy], skopeo: ImageRegistry, *, dry_run: bool,
              on_progress: Callable[[str], None]) -> ImageReport:
+    """Copy what the target lacks. The registry reads (is it there? which blobs, how big?) run on one worker
+    thread ahead of the copies, so they overlap the skopeo processes instead of adding to them."""
     report = ImageReport()
     seen_blobs: set[str] = set()
-    for index, item in enumerate(copies.values(), start=1):
+    items = list(copies.values())
+
+    def look(item: ImageCopy) -> dict[str, int] | None:
+        """None: already in the target registry; else the blobs the copy moves."""
         if skopeo.manifest(item.target) is not None:
-            report.present.append(item)
-            continue
-        report.copied.append(item)
-        sizes = skopeo.blob_sizes(item.source)
-        report.bytes_copied += sum(size for digest, size in sizes.items() if digest not in seen_blobs)
-        seen_blobs.update(sizes)
-        if dry_run:
-            continue
-        on_progress(f"copying {index}/{len(copies)}: {item.source}")
-        repo, _, _ = split_reference(item.target)
-        skopeo.copy(item.source, f"{repo}:{item.tag}")  # --preserve-digests: skopeo fails rather than convert
+            return None
+        return skopeo.blob_sizes(item.source)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="clone-images") as pool:
+        ahead = [pool.submit(look, item) for item in items]  # one worker: in order, one session, no burst
+        try:
+            for index, (item, future) in enumerate(zip(items, ahead, strict=True), start=1):
+                sizes = future.result()
+                if sizes is None:
+                    report.present.append(item)
+                    continue
+                report.copied.append(item)
+                report.bytes_copied += sum(size for digest, size in sizes.items() if digest not in seen_blobs)
+                seen_blobs.update(sizes)
+                if dry_run:
+                    continue
+                on_progress(f"copying {index}/{len(copies)}: {item.source}")
+                repo, _, _ = split_reference(item.target)
+                skopeo.copy(item.source, f"{repo}:{item.tag}")  # --preserve-digests: skopeo fails rather than convert
+        finally:
+            for future in ahead:
+                future.cancel()
     return report
 
 

@@ -35,6 +35,7 @@ SERVING_CRD = "services.serving.knative.dev"
 CONFIG_DOMAIN = ObjectRef("v1", "ConfigMap", "knative-serving", "config-domain")
 _REGISTRY = re.compile(r"^[a-z0-9.-]+(:[0-9]{1,5})?(/[a-z0-9._/-]+)?$")
 _SUFFIX = re.compile(r"[^a-z0-9-]+")
+_MODEL_URI = re.compile(r"^[a-z][a-z0-9+.-]*://[^\s]+$")
 
 # (target API, options, status) -> the Knative release line it installed there
 Installer = Callable[[KubeApi, "CloneOptions", Status], str]
@@ -54,6 +55,10 @@ class CloneOptions:
     overwrite: bool = False
     verify: bool = True
     cluster_suffix: str | None = None  # Kafka consumer groups; default: the target's context name
+    include_bridges: bool = False  # ROS 2 bridges too (a target with robots); default: left out, named
+    model_uris: tuple[tuple[str, str], ...] = ()  # InferenceService storageUri rewrites, (from prefix, to prefix)
+    model_service_account: str | None = None  # replaces hk-model-store on models moved off the local store
+    skip_local_models: bool = False  # leave out InferenceServices whose model only the local cluster can read
     wait_timeout: float = 600.0
     poll_interval: float = 1.0
 
@@ -80,6 +85,17 @@ class CloneOptions:
         for ns in self.namespaces:
             if not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", ns):
                 raise ConfigError(f"--namespace {ns!r} is not a namespace name")
+        for old, new in self.model_uris:
+            if not _MODEL_URI.match(old) or not _MODEL_URI.match(new):
+                raise ConfigError(f"--model-uri {old}={new}: both sides must be storage URI prefixes",
+                                  resolution="e.g. --model-uri s3://models/=s3://acme-models/serving/ "
+                                  "(SCHEME://BUCKET-OR-HOST/[PATH])")
+            if transforming.local_model_reason({}, "predictor", new):
+                raise ConfigError(f"--model-uri {old}={new}: {new} is not reachable from another cluster",
+                                  resolution="rewrite to your cloud's object store (gs://, s3://, https://, hf://…)")
+        if self.model_service_account is not None and not re.fullmatch(
+                r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", self.model_service_account):
+            raise ConfigError(f"--model-service-account {self.model_service_account!r} is not a ServiceAccount name")
 
 
 @dataclasses.dataclass
@@ -94,6 +110,7 @@ class CloneReport:
     warnings: list[str] = dataclasses.field(default_factory=list)
     skipped: list[str] = dataclasses.field(default_factory=list)
     diffs: list[str] = dataclasses.field(default_factory=list)  # dry run
+    bridges: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # ns/bridge → parts left out
 
 
 def _release_line(version: str | None) -> str | None:
@@ -172,6 +189,9 @@ def clone(source: KubeApi, target: KubeApi, options: CloneOptions, status: Statu
         kinds = selecting.served_kinds(source)
         selection = selecting.Selection(namespaces=options.namespaces, labels=options.selector)
         objs = selecting.select(source, kinds, selection)
+        if not options.include_bridges:
+            objs, report.bridges = selecting.split_bridges(objs)
+        objs, local_models = _local_models(objs, options)
         services = [o for o in objs if o["kind"] == "Service" and o["apiVersion"].startswith("serving.knative.dev/")]
         revisions = selecting.revisions_of(source, {str(o["metadata"]["namespace"]) for o in services})
         src_line = knative_release(source)
@@ -196,13 +216,21 @@ def clone(source: KubeApi, target: KubeApi, options: CloneOptions, status: Statu
                               "e.g. --domain fns.acme.com")
         if tgt_line:
             _check_kinds(target, objs)
+        if options.include_bridges:
+            report.warnings += _bridge_nodes(target, objs)
         status.info(f"Source: {len(objs)} objects of yours ({len(services)} services) on {source.context}")
 
     suffix = _SUFFIX.sub("-", (options.cluster_suffix or target.context).lower()).strip("-")[:40] or "target"
     plan = transforming.Plan(source_zone=zone, target_domain=domain, cluster_suffix=suffix, secrets=options.secrets,
                              public_services={(str(o["metadata"]["namespace"]), str(o["metadata"]["name"]))
                                               for o in services if transforming.is_public(o)},
-                             pull_secret=target_pull_auth(options.registry_authfile, options.registry))
+                             pull_secret=target_pull_auth(options.registry_authfile, options.registry),
+                             model_uris=options.model_uris, model_service_account=options.model_service_account,
+                             warnings=list(report.warnings), skipped=local_models)
+    for where, parts in sorted(report.bridges.items()):
+        plan.skipped.append(f"ROS 2 bridge {where} ({', '.join(parts)}): it runs on a robot's node (hostNetwork, "
+                            "DDS multicast), which the target does not have; its topic Triggers are copied "
+                            "(--include-bridges copies the bridge too, for a target with robots)")
     if options.registry_authfile is not None and plan.pull_secret is None:
         plan.warnings.append(f"the authfile has no entry for {options.registry}: pull secrets are not re-created "
                              "(the target's nodes need pull access of their own)")
@@ -267,13 +295,56 @@ def clone(source: KubeApi, target: KubeApi, options: CloneOptions, status: Statu
         report.applied = applying.apply_all(target, report.objects, policy=policy, stats=stats,
                                             on_progress=status.note)
     if options.verify:
-        refs = [selecting.ref(o) for o in wanted if o["kind"] == "Service"
-                and o["apiVersion"].startswith("serving.knative.dev/") and transforming.is_public(o)]
+        refs = [selecting.ref(o) for o in wanted if (o["kind"] == "Service"
+                and o["apiVersion"].startswith("serving.knative.dev/") and transforming.is_public(o))
+                or transforming.is_public_model(o)]
         with status.step(f"Invoke {len(refs)} cloned services through their new URLs"):
             # bounded on its own: a missing DNS record should not hold the command for --timeout per service
             quick = dataclasses.replace(policy, timeout=min(policy.timeout, 60.0))
             report.answers = verifying.invoke(target, refs, probes or HostProbes(), quick)
     return report
+
+
+def _local_models(objs: list[Manifest], options: CloneOptions) -> tuple[list[Manifest], list[str]]:
+    """Refuse (before any write) InferenceServices whose model only the source cluster can read, unless
+    ``--model-uri`` moves them or ``--skip-local-models`` leaves them out (then noted as not copied)."""
+    probe = transforming.Plan(source_zone=None, target_domain=None, cluster_suffix="", model_uris=options.model_uris)
+    local: dict[str, list[str]] = {}
+    for obj in objs:
+        found = transforming.local_models(obj, probe)
+        if found:
+            local[str(selecting.ref(obj))] = found
+    if not local:
+        return objs, []
+    lines = [f"{where}: {', '.join(uris)}" for where, uris in sorted(local.items())]
+    if not options.skip_local_models:
+        raise ConfigError(f"{len(local)} InferenceService(s) read their model from storage only this cluster "
+                          "reaches; copied as they are they would never become Ready on the target",
+                          details="\n".join(lines),
+                          resolution="copy the model files to an object store the target reaches, then pass "
+                          "--model-uri LOCAL_PREFIX=CLOUD_PREFIX (e.g. --model-uri s3://models/=s3://acme-models/"
+                          "serving/, and --model-service-account NAME for its credentials there); or leave these "
+                          "out with --skip-local-models")
+    kept = [o for o in objs if str(selecting.ref(o)) not in local]
+    return kept, [f"{line} — a model only this cluster can read (--skip-local-models)" for line in lines]
+
+
+def _bridge_nodes(target: KubeApi, objs: list[Manifest]) -> list[str]:
+    """Warnings for bridge Deployments pinned to nodes the target does not have (their pods stay Pending)."""
+    bridges = [o for o in objs if o["kind"] == "Deployment" and selecting.is_bridge_part(o)]
+    if not bridges:
+        return []
+    nodes = [((n.get("metadata") or {}).get("labels") or {}) for n in target.list("v1", "Node")]
+    found = []
+    for dep in bridges:
+        pod = ((dep.get("spec") or {}).get("template") or {}).get("spec") or {}
+        wanted = {str(k): str(v) for k, v in (pod.get("nodeSelector") or {}).items()}
+        if not any(all(labels.get(k) == v for k, v in wanted.items()) for labels in nodes):
+            meta = dep["metadata"]
+            found.append(f"ROS 2 bridge {meta.get('namespace')}/{meta['name']} is pinned to a node with "
+                         f"{', '.join(f'{k}={v}' for k, v in sorted(wanted.items()))}, which the target does not "
+                         "have: its pod stays Pending until that robot joins the target")
+    return found
 
 
 def _check_installable(version: KubeVersion) -> None:

@@ -2,7 +2,8 @@
 
 The platform's objects carry ``app.kubernetes.io/managed-by: hybrid-knative``; Knative's children
 (Configurations, Routes, Revisions, Ingresses, Certificates, ServerlessServices, PodAutoscalers) are
-re-created by Knative's controllers on the target and are never listed here. Custom resource kinds
+re-created by Knative's controllers on the target and are never listed here, nor is anything else a
+controller owns (e.g. the KService KServe makes for an InferenceService). Custom resource kinds
 are only listed when the source serves them (KafkaSource needs eventing-kafka, InferenceService KServe).
 """
 
@@ -29,6 +30,7 @@ class Kind:
     namespaced: bool = True
     crd: str | None = None  # the CRD that serves it (None: built into Kubernetes)
     gate: bool = False  # wait for Ready=True before applying what depends on it
+    bridge: bool = False  # only ROS 2 bridge objects of this kind are the user's to clone (see split_bridges)
 
     @property
     def group(self) -> str:
@@ -47,6 +49,8 @@ KINDS: tuple[Kind, ...] = (
     Kind("v1", "ConfigMap", "configmaps"),
     Kind("rbac.authorization.k8s.io/v1", "Role", "roles"),
     Kind("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings"),
+    Kind("v1", "Service", "services", bridge=True),  # the ROS 2 bridge's reply sink
+    Kind("apps/v1", "Deployment", "deployments", bridge=True),  # the ROS 2 bridge (robot's node, hostNetwork)
     Kind("eventing.knative.dev/v1", "Broker", "brokers", crd="brokers.eventing.knative.dev", gate=True),
     Kind("serving.knative.dev/v1", "Service", "services", crd="services.serving.knative.dev", gate=True),
     Kind("serving.kserve.io/v1beta1", "InferenceService", "inferenceservices",
@@ -68,6 +72,8 @@ SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease", 
                                "kourier-system", "kserve", "kubeflow", "metallb-system", "ingress",
                                "container-registry", "cert-manager", "observability", "gpu-operator-resources"})
 SHARED_NAMESPACES = frozenset({"default"})  # exist everywhere: their objects are copied, not the Namespace
+# ROS 2 bridges (ros2/objects.py, deployed for `events: ros2`): every part carries this label
+BRIDGE_LABEL, BRIDGE_APP = "app.kubernetes.io/name", "ros2-bridge"
 # Objects Kubernetes makes in every namespace by itself
 BUILTIN_NAMES = {("ConfigMap", "kube-root-ca.crt"), ("ConfigMap", "istio-ca-root-cert"),
                  ("ServiceAccount", "default")}
@@ -115,6 +121,13 @@ def served_versions(crd: dict[str, Any]) -> set[str]:
     return {str(v.get("name")) for v in (crd.get("spec") or {}).get("versions") or [] if v.get("served", True)}
 
 
+def controlled(obj: Manifest) -> bool:
+    """Made and owned by a controller (``ownerReferences[].controller``), e.g. the KService KServe makes for
+    an InferenceService. (Secrets are judged by transform.secret_refusal, which gives the reason.)"""
+    owners = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(isinstance(o, dict) and o.get("controller") for o in owners)
+
+
 def is_platform(obj: Manifest) -> bool:
     labels = (obj.get("metadata") or {}).get("labels") or {}
     return labels.get(MANAGED_BY) == PLATFORM
@@ -139,7 +152,10 @@ def select(kube: KubeApi, kinds: list[Kind], selection: Selection) -> list[Manif
         if kind.kind == "Namespace":
             namespaces = {str(n["metadata"]["name"]): n for n in kube.list(kind.api_version, kind.kind)}
             continue
-        for obj in kube.list(kind.api_version, kind.kind, namespace=ALL_NAMESPACES, labels=selection.labels or None):
+        labels = {**selection.labels, BRIDGE_LABEL: BRIDGE_APP} if kind.bridge else selection.labels
+        if kind.bridge and selection.labels.get(BRIDGE_LABEL, BRIDGE_APP) != BRIDGE_APP:
+            continue
+        for obj in kube.list(kind.api_version, kind.kind, namespace=ALL_NAMESPACES, labels=labels or None):
             obj.setdefault("apiVersion", kind.api_version)
             obj.setdefault("kind", kind.kind)
             meta = obj.get("metadata") or {}
@@ -148,6 +164,8 @@ def select(kube: KubeApi, kinds: list[Kind], selection: Selection) -> list[Manif
                 continue
             if (kind.kind, meta.get("name")) in BUILTIN_NAMES:
                 continue
+            if kind.kind != "Secret" and controlled(obj):
+                continue  # made by a controller (KServe's predictor KService…): it makes it again on the target
             if is_platform(namespaces.get(ns, {})):
                 continue
             chosen.append(obj)
@@ -164,6 +182,34 @@ def select(kube: KubeApi, kinds: list[Kind], selection: Selection) -> list[Manif
             found.setdefault("kind", "Namespace")
             ns_objs.append(found)
     return ns_objs + chosen
+
+
+def is_bridge_part(obj: Manifest) -> bool:
+    """A part of a ROS 2 bridge that only works next to a robot: its Deployment (hostNetwork, pinned to the
+    robot's node, DDS multicast), its sink Service and ConfigMap, and the reply Trigger that delivers to
+    that Service. The bridge's topic Triggers deliver to the user's KServices and are not parts of it."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    if labels.get(BRIDGE_LABEL) != BRIDGE_APP:
+        return False
+    if obj.get("kind") == "Trigger":
+        sub_ref = (((obj.get("spec") or {}).get("subscriber") or {}).get("ref")) or {}
+        return not str(sub_ref.get("apiVersion", "")).startswith("serving.knative.dev/")
+    return obj.get("kind") in ("Deployment", "Service", "ConfigMap") and (
+        obj.get("kind") != "Service" or obj.get("apiVersion") == "v1")
+
+
+def split_bridges(objs: list[Manifest]) -> tuple[list[Manifest], dict[str, list[str]]]:
+    """(objects without the bridges' parts, ``ns/bridge`` → ``Kind name`` of each part left out)."""
+    kept: list[Manifest] = []
+    bridges: dict[str, list[str]] = {}
+    for obj in objs:
+        if not is_bridge_part(obj):
+            kept.append(obj)
+            continue
+        meta = obj["metadata"]
+        instance = (meta.get("labels") or {}).get("app.kubernetes.io/instance") or meta["name"]
+        bridges.setdefault(f"{meta.get('namespace')}/{instance}", []).append(f"{obj['kind']} {meta['name']}")
+    return kept, bridges
 
 
 def sort_key(obj: Manifest) -> tuple[int, str, str]:

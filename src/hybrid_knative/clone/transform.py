@@ -7,6 +7,8 @@
   in env values, sinks, subscribers, dead-letter sinks and DomainMapping names → the target domain
 * traffic: BYO revision names are replayed; traffic pinned to generated revisions collapses to latest
 * Kafka: consumer groups get a per-cluster suffix (two clusters in one group split the topic)
+* models: InferenceService storage URIs that point at the local cluster (its model store, a PVC, GridFS)
+  are refused unless rewritten (``--model-uri FROM=TO``) or left out; ``oci://`` models are images
 * secrets: by policy; never service-account tokens or Knative-generated TLS; pull secrets re-created
 """
 
@@ -35,7 +37,10 @@ DROP_ANNOTATIONS = frozenset({
     "serving.knative.dev/routingStateModified", "eventing.knative.dev/creator", "eventing.knative.dev/lastModifier",
     "kubectl.kubernetes.io/last-applied-configuration", "client.knative.dev/updateTimestamp",
     "kubernetes.io/service-account.uid", "client.knative.dev/user-image", CHECKSUM, CLONED_FROM,
+    "deployment.kubernetes.io/revision",
 })
+# A plain Service's addresses are the source cluster's (its service CIDR, IP families, node ports)
+SERVICE_SERVER_SPEC = ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "healthCheckNodePort")
 DROP_LABELS = frozenset({"kubernetes.io/metadata.name", "serving.knative.dev/route",
                          "serving.knative.dev/routingState", "serving.knative.dev/configurationGeneration"})
 _KNATIVE_DOMAINS = ("knative.dev/", "kserve.io/")
@@ -54,6 +59,8 @@ class Plan:
     pins: dict[tuple[str, str, str, str], str] = dataclasses.field(default_factory=dict)  # (kind, ns, name, container)
     public_services: set[tuple[str, str]] = dataclasses.field(default_factory=set)  # (ns, name) of public KServices
     pull_secret: dict[str, Any] | None = None  # the target registry's dockerconfigjson, or None
+    model_uris: tuple[tuple[str, str], ...] = ()  # storageUri prefix rewrites (local → the cloud's store)
+    model_service_account: str | None = None  # replaces the local model store's account on rewritten models
     warnings: list[str] = dataclasses.field(default_factory=list)
     skipped: list[str] = dataclasses.field(default_factory=list)  # "Secret ns/name: why"
 
@@ -70,6 +77,12 @@ def strip_server_fields(obj: Manifest) -> Manifest:
         out.pop("spec", None)  # spec.finalizers: the server's
     if out.get("kind") == "ServiceAccount":
         out.pop("secrets", None)  # token secrets of the source cluster
+    if out.get("kind") == "Service" and out.get("apiVersion") == "v1" and isinstance(out.get("spec"), dict):
+        for key in SERVICE_SERVER_SPEC:
+            out["spec"].pop(key, None)
+        for port in out["spec"].get("ports") or []:
+            if isinstance(port, dict):
+                port.pop("nodePort", None)
     return out
 
 
@@ -128,13 +141,36 @@ def containers_of(obj: Manifest) -> list[tuple[str, dict[str, Any]]]:
     return found
 
 
+OCI = "oci://"
+
+
+def model_images(obj: Manifest) -> list[tuple[str, dict[str, Any], str]]:
+    """(key, holder, field) of InferenceService models stored as OCI images (KServe's modelcars, ``oci://``):
+    images like any other — pinned by digest and copied to the target registry."""
+    return [(f"{component}/model-uri-{index}", holder, field)
+            for index, (component, holder, field) in enumerate(model_uris(obj))
+            if str(holder[field]).startswith(OCI)]
+
+
+def images_of(obj: Manifest) -> list[tuple[str, str, str]]:
+    """(key, image reference, container name) of every image an object runs: containers, then OCI models."""
+    found = [(key, str(c["image"]), str(c.get("name") or "")) for key, c in containers_of(obj)]
+    found += [(key, str(holder[field])[len(OCI):], "") for key, holder, field in model_images(obj)]
+    return found
+
+
 def pin_images(obj: Manifest, plan: Plan) -> Manifest:
     out = copy.deepcopy(obj)
     meta = out.get("metadata") or {}
+    where = (str(out.get("kind")), str(meta.get("namespace")), str(meta.get("name")))
     for key, container in containers_of(out):
-        pinned = plan.pins.get((str(out.get("kind")), str(meta.get("namespace")), str(meta.get("name")), key))
+        pinned = plan.pins.get((*where, key))
         if pinned:
             container["image"] = pinned
+    for key, holder, field in model_images(out):
+        pinned = plan.pins.get((*where, key))
+        if pinned:
+            holder[field] = OCI + pinned
     return out
 
 
@@ -253,9 +289,23 @@ def replay_traffic(obj: Manifest, plan: Plan) -> Manifest:
 
 # --- Kafka -----------------------------------------------------------------------------------------
 
+def _in_cluster_host(server: str, plan: Plan) -> bool:
+    host = server.rsplit(":", 1)[0].rstrip(".")
+    zone = plan.source_zone
+    return host.endswith((".svc", ".svc.cluster.local")) or bool(zone and host.endswith("." + zone)) \
+        or host in ("localhost", "127.0.0.1")
+
+
 def suffix_consumer_group(obj: Manifest, plan: Plan) -> Manifest:
     if obj.get("kind") != "KafkaSource":
         return obj
+    servers = [str(s) for s in (obj.get("spec") or {}).get("bootstrapServers") or []]
+    local = [s for s in servers if _in_cluster_host(s, plan)]
+    if local:
+        meta = obj.get("metadata") or {}
+        plan.warnings.append(f"KafkaSource {meta.get('namespace')}/{meta.get('name')} reads from Kafka at "
+                             f"{', '.join(local)}, a name inside the source cluster: the target needs a Kafka "
+                             "reachable under that name (or change bootstrapServers on the source and re-run)")
     group = (obj.get("spec") or {}).get("consumerGroup")
     if not group:
         return obj  # Knative derives one from the object's UID, which differs per cluster anyway
@@ -263,6 +313,100 @@ def suffix_consumer_group(obj: Manifest, plan: Plan) -> Manifest:
     suffix = f"-{plan.cluster_suffix}"
     if not str(group).endswith(suffix):
         out["spec"]["consumerGroup"] = f"{group}{suffix}"
+    return out
+
+
+# --- models (InferenceService storage) -------------------------------------------------------------
+
+LOCAL_MODEL_ACCOUNT = "hk-model-store"  # the ServiceAccount `model serve` gives s3:// models of the local store
+LOCAL_ONLY_SCHEMES = {"pvc://": "a PersistentVolumeClaim of the local cluster (its data is not copied)",
+                      "gridfs://": "the local cluster's GridFS model backend"}
+ISVC_COMPONENTS = ("predictor", "transformer", "explainer")
+
+
+def model_uris(obj: Manifest) -> list[tuple[str, dict[str, Any], str]]:
+    """(component, holder, key) of every storage URI of an InferenceService (``holder[key]`` is the URI)."""
+    found: list[tuple[str, dict[str, Any], str]] = []
+    if obj.get("kind") != "InferenceService":
+        return found
+    spec = obj.get("spec") or {}
+
+    def walk(component: str, node: Any, depth: int) -> None:
+        if not isinstance(node, dict) or depth > 2:
+            return
+        if isinstance(node.get("storageUri"), str):
+            found.append((component, node, "storageUri"))
+        for item in node.get("storageUris") or []:
+            if isinstance(item, dict) and isinstance(item.get("uri"), str):
+                found.append((component, item, "uri"))
+        for key, value in node.items():
+            if key not in ("containers", "initContainers", "volumes", "logger", "batcher"):
+                walk(component, value, depth + 1)
+
+    for component in ISVC_COMPONENTS:
+        walk(component, spec.get(component), 0)
+    return found
+
+
+def local_model_reason(obj: Manifest, component: str, uri: str) -> str | None:
+    """Why ``uri`` can only be read inside the source cluster (None: it may work from the cloud)."""
+    for scheme, why in LOCAL_ONLY_SCHEMES.items():
+        if uri.startswith(scheme):
+            return why
+    part = ((obj.get("spec") or {}).get(component)) or {}
+    if uri.startswith("s3://") and part.get("serviceAccountName") == LOCAL_MODEL_ACCOUNT:
+        return "the local model store (SeaweedFS in the cluster, credentials of its account hk-model-store)"
+    return None  # oci:// models are images: pinned and copied to --registry like the containers' images
+
+
+def _rewritten(uri: str, plan: Plan) -> str:
+    for old, new in plan.model_uris:
+        if uri.startswith(old):
+            return new + uri[len(old):]
+    return uri
+
+
+def local_models(obj: Manifest, plan: Plan) -> list[str]:
+    """``URI (why)`` of each storage URI that stays local after ``--model-uri`` rewrites."""
+    found = []
+    for component, holder, key in model_uris(obj):
+        uri = str(holder[key])
+        new = _rewritten(uri, plan)
+        if new != uri:
+            continue  # the user says the model is there; its reachability is theirs to vouch for
+        reason = local_model_reason(obj, component, uri)
+        if reason:
+            found.append(f"{uri} ({reason})")
+    return found
+
+
+def rewrite_model_storage(obj: Manifest, plan: Plan) -> Manifest:
+    """Apply ``--model-uri`` prefixes; a model moved off the local store loses that store's account."""
+    uris = model_uris(obj)
+    if not uris or not plan.model_uris:
+        return obj
+    out = copy.deepcopy(obj)
+    meta = out.get("metadata") or {}
+    where = f"InferenceService {meta.get('namespace')}/{meta.get('name')}"
+    moved_components = set()
+    for component, holder, key in model_uris(out):
+        uri = str(holder[key])
+        new = _rewritten(uri, plan)
+        if new != uri:
+            holder[key] = new
+            if local_model_reason(out, component, uri):
+                moved_components.add(component)
+    for component in sorted(moved_components):
+        part = out["spec"][component]
+        if part.get("serviceAccountName") != LOCAL_MODEL_ACCOUNT:
+            continue
+        if plan.model_service_account:
+            part["serviceAccountName"] = plan.model_service_account
+        else:
+            part.pop("serviceAccountName")
+            plan.warnings.append(f"{where}: its model moved off the local model store; the {component} now runs "
+                                 "as the namespace's default ServiceAccount, which needs read access to the new "
+                                 "location (workload identity, IRSA…) — or pass --model-service-account NAME")
     return out
 
 
@@ -322,12 +466,25 @@ def transform(obj: Manifest, plan: Plan, *, pull_secrets: set[tuple[str, str]]) 
     out = pin_images(out, plan)
     out = rewrite_domains(out, plan)
     out = replay_traffic(out, plan)
+    out = rewrite_model_storage(out, plan)
     return suffix_consumer_group(out, plan)
 
 
 def is_public(ksvc: Manifest) -> bool:
     labels = (ksvc.get("metadata") or {}).get("labels") or {}
     return labels.get(VISIBILITY) != "cluster-local"
+
+
+def is_public_model(obj: Manifest) -> bool:
+    """An InferenceService served through Knative's ingress (its status.url answers from outside): not
+    cluster-local, not KServe's Standard/RawDeployment mode (an in-cluster URL only)."""
+    if obj.get("kind") != "InferenceService":
+        return False
+    meta = obj.get("metadata") or {}
+    labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
+    if "cluster-local" in (labels.get("networking.kserve.io/visibility"), labels.get(VISIBILITY)):
+        return False
+    return annotations.get("serving.kserve.io/deploymentMode", "Serverless") in ("Serverless", "Knative")
 
 
 def target_url(name: str, namespace: str, domain: str) -> str:

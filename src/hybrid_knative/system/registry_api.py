@@ -66,6 +66,20 @@ class RegistryApi:
     timeout: float = 30.0
     requests_made: int = 0
     _tokens: dict[tuple[str, str], str] = dataclasses.field(default_factory=dict)
+    _session: requests.Session | None = dataclasses.field(default=None, repr=False)
+    _basic_hosts: set[str] = dataclasses.field(default_factory=set)  # hosts that asked for HTTP basic auth
+
+    def session(self) -> requests.Session:
+        """One keep-alive session for every request (a TCP/TLS handshake per check would dominate a sync)."""
+        if self._session is None:
+            self._session = requests.Session()
+            self._session.trust_env = False
+        return self._session
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
 
     def manifest(self, host: str, repository: str, reference: str) -> bytes | None:
         """The raw manifest/index bytes (their sha256 is the digest); None when the registry lacks it."""
@@ -74,6 +88,9 @@ class RegistryApi:
         url = f"{scheme}://{name}/v2/{repository}/manifests/{reference}"
         headers = {"Accept": ACCEPT}
         token = self._tokens.get((name, repository))
+        basic = self.auths.get(host) or self.auths.get(name)
+        if not token and name in self._basic_hosts and basic:
+            token = f"Basic {basic}"  # basic auth is per host, not per repository: no new challenge needed
         if token:
             headers["Authorization"] = token
         resp = self._get(url, headers)
@@ -96,9 +113,7 @@ class RegistryApi:
     def _get(self, url: str, headers: dict[str, str]) -> requests.Response:
         self.requests_made += 1
         try:
-            with requests.Session() as session:
-                session.trust_env = False
-                return session.get(url, headers=headers, timeout=self.timeout)
+            return self.session().get(url, headers=headers, timeout=self.timeout)
         except requests.RequestException as exc:
             raise TemporaryError(f"the registry at {url.split('/v2/')[0]} is unreachable: {type(exc).__name__}",
                                  resolution="check the registry address and that this machine can reach it") from None
@@ -108,6 +123,7 @@ class RegistryApi:
         basic = self.auths.get(host) or self.auths.get(name)
         if challenge.lower().startswith("basic"):
             value = f"Basic {basic}" if basic else ""
+            self._basic_hosts.add(name)
         else:
             params: dict[str, Any] = dict(_CHALLENGE.findall(challenge))
             realm = params.pop("realm", None)
@@ -117,9 +133,7 @@ class RegistryApi:
             auth_header = {"Authorization": f"Basic {basic}"} if basic else {}
             self.requests_made += 1
             try:
-                with requests.Session() as session:
-                    session.trust_env = False
-                    got = session.get(realm, params=params, headers=auth_header, timeout=self.timeout)
+                got = self.session().get(realm, params=params, headers=auth_header, timeout=self.timeout)
             except requests.RequestException as exc:
                 raise TemporaryError(f"the token service of {host} is unreachable: {type(exc).__name__}") from None
             if got.status_code != 200:
