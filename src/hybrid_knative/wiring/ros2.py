@@ -45,14 +45,16 @@ def has_ros2(functions: Sequence[Function]) -> bool:
 class Ros2Bridges:
     """One bridge per function with ``ros2`` events. ``node`` (``deploy --node``) overrides the project's
     ``ros2.node``; ``wheelhouse`` (``deploy --wheelhouse``, from ``bundle create --with functions``) holds the
-    bridge's wheels for offline builds; ``workdir`` is a temporary folder for the build context."""
+    bridge's wheels for offline builds; ``workdir`` is a temporary folder for the build context;
+    ``python_version`` is the image base's Python (default: the shipped Dockerfile's)."""
 
     def __init__(self, workdir: Path, runner: Runner, *, node: str | None = None,
-                 wheelhouse: Path | None = None) -> None:
+                 wheelhouse: Path | None = None, python_version: str | None = None) -> None:
         self.workdir = workdir
         self.runner = runner
         self.node = node
         self.wheelhouse = wheelhouse
+        self.python_version = python_version  # the image base's Python; default: the Dockerfile's FROM
 
     # --- Companion -------------------------------------------------------------------------------------
 
@@ -65,7 +67,8 @@ class Ros2Bridges:
     def builds(self, project: Project, functions: Sequence[Function]) -> list[ExtraBuild]:
         if not has_ros2(functions) or project.ros2.get("image"):
             return []
-        context = bridge_context(self.workdir / TEMPLATE, self.runner, wheelhouse=self.wheelhouse)
+        context = bridge_context(self.workdir / TEMPLATE, self.runner, wheelhouse=self.wheelhouse,
+                                 python_version=self.python_version)
         return [ExtraBuild(IMAGE_KEY, context, context / "Dockerfile", IMAGE_KEY)]
 
     def render(self, project: Project, functions: Sequence[Function], images: Mapping[str, str]) -> list[Manifest]:
