@@ -3,10 +3,10 @@ MicroK8s addon shims (which hand their arguments to the CLI). Thin: the use case
 
 from __future__ import annotations
 
+from hybrid_knative.diagnose.status import ComponentHealth, Health, dns_checks, health
 from hybrid_knative.install.dryrun import PLAN_MARKER, render, write_plan
 from hybrid_knative.install.preflight import host_facts, render_context
 from hybrid_knative.install.run import Outcome, connect, disable, enable
-from hybrid_knative.install.status import ComponentHealth, Health, dns_checks, health
 
 __all__ = ["PLAN_MARKER", "ComponentHealth", "Health", "Outcome", "connect", "disable", "dns_checks", "enable",
            "health", "host_facts", "render", "render_context", "write_plan"]

@@ -199,8 +199,8 @@ def test_arch_pinned_images_need_only_their_arch(registry: Registry, tmp_path: P
     """An amd64-only image (like the ROCm device plugin) in an amd64,arm64 bundle: required only for amd64."""
     import subprocess
 
-    from hybrid_knative.airgap.images import ImageRef
     from hybrid_knative.errors import ConfigError
+    from hybrid_knative.manifests.images import ImageRef
     from hybrid_knative.progress import Status
     from hybrid_knative.system.runner import Runner
     from tests.airgap.tinyimages import write_image

@@ -10,11 +10,11 @@ import pytest
 import yaml
 
 from hybrid_knative import addon
-from hybrid_knative.airgap.images import ImageRef, images_in, parse_image_list, unlisted
 from hybrid_knative.catalog import load_catalog
 from hybrid_knative.cli.bundle import BundleContents, bundle_contents
 from hybrid_knative.config import Config
 from hybrid_knative.errors import ConfigError
+from hybrid_knative.manifests.images import ImageRef, images_in, parse_image_list, unlisted
 from hybrid_knative.progress import Status
 from hybrid_knative.upstream import PACKAGE_VENDOR_DIR, UpstreamStore
 from tests.airgap.conftest import IMAGES, Registry

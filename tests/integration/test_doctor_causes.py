@@ -12,8 +12,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from hybrid_knative import doctor
 from hybrid_knative.cli.main import cli
+from hybrid_knative.diagnose import doctor
 from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.wait import WaitPolicy
 from hybrid_knative.system.http import HostProbes

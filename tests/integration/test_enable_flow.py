@@ -10,8 +10,8 @@ import pytest
 from hybrid_knative import addon
 from hybrid_knative.config import KubeVersion
 from hybrid_knative.errors import ConfigError, DeadlineExceeded, PermanentError
-from hybrid_knative.install.record import Record, record_path
 from hybrid_knative.kube.objects import Manifest, ref_of
+from hybrid_knative.platform.record import Record, record_path
 from hybrid_knative.progress import Status
 from hybrid_knative.system import marker
 from tests.harness.emulator import FakeController

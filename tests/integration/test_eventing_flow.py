@@ -13,8 +13,8 @@ from hybrid_knative.cli.main import cli
 from hybrid_knative.config import Config, KubeVersion
 from hybrid_knative.errors import ConfigError, DeadlineExceeded
 from hybrid_knative.install.plan import plan
-from hybrid_knative.install.record import Record, record_path
 from hybrid_knative.kube.objects import ref_of
+from hybrid_knative.platform.record import Record, record_path
 from hybrid_knative.progress import Status
 from hybrid_knative.system import marker
 from tests.harness.emulator import FakeController

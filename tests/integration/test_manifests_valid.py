@@ -7,7 +7,7 @@ import pytest
 
 from hybrid_knative.addon import render
 from hybrid_knative.config import Config, KubeVersion
-from hybrid_knative.install.render import upstream_objects
+from hybrid_knative.platform.render import upstream_objects
 from hybrid_knative.progress import Status
 from tests.harness.validation import ManifestValidator, image_errors
 
@@ -20,7 +20,7 @@ def test_every_rendered_object_validates(kube: str) -> None:
     objs = [o for r in rendered for o in r.objects]
     assert len(objs) > 60
     # CRD schemas straight from the vendored release files (not from our rendered output)
-    from hybrid_knative.install.context import RenderContext
+    from hybrid_knative.platform.context import RenderContext
     from hybrid_knative.upstream import UpstreamStore
 
     rc = RenderContext(config=Config(), release=release, kube_version=KubeVersion.parse(kube), store=UpstreamStore())
@@ -47,7 +47,7 @@ def test_the_validator_rejects_a_broken_render() -> None:
 def test_edge_profile_objects_validate(kube: str) -> None:
     release, rendered = render(Config(profile="edge"), KubeVersion.parse(kube), Status(verbosity=-1))
     objs = [o for r in rendered for o in r.objects]
-    from hybrid_knative.install.context import RenderContext
+    from hybrid_knative.platform.context import RenderContext
     from hybrid_knative.upstream import UpstreamStore
 
     rc = RenderContext(config=Config(), release=release, kube_version=KubeVersion.parse(kube), store=UpstreamStore())

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 import hybrid_knative.components as registry
-from hybrid_knative import addon, doctor
+from hybrid_knative import addon
 from hybrid_knative.config import Config, KubeVersion
+from hybrid_knative.diagnose import doctor
 from hybrid_knative.errors import PermanentError
 from hybrid_knative.install.bundle import bundle_contents
 from hybrid_knative.kube.api import KubeApi

@@ -407,7 +407,36 @@ def http_client(requests_path: str) -> None:
         print(json.dumps({"status": status, "body_b64": base64.b64encode(body).decode()}), flush=True)
 
 
+def endpoints(wanted: str, timeout: str) -> None:
+    """Discovery as a ROS 2 graph tool sees it: the DCPSPublication / DCPSSubscription built-in topics. WANTED is
+    ``kind:dds_topic,...`` (kind pub or sub); prints one JSON line per endpoint found: its topic, type name and
+    USER_DATA (latin-1), until every wanted one was seen or TIMEOUT seconds passed."""
+    from cyclonedds.builtin import BuiltinDataReader, BuiltinTopicDcpsPublication, BuiltinTopicDcpsSubscription
+    from cyclonedds.core import Policy
+    from cyclonedds.domain import DomainParticipant
+
+    dp = DomainParticipant(0)
+    readers = {"pub": BuiltinDataReader(dp, BuiltinTopicDcpsPublication),
+               "sub": BuiltinDataReader(dp, BuiltinTopicDcpsSubscription)}
+    todo = {tuple(w.split(":", 1)) for w in wanted.split(",")}
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    deadline = time.monotonic() + float(timeout)
+    while todo - set(found) and time.monotonic() < deadline:
+        for kind, reader in readers.items():
+            for sample in reader.take(N=100):
+                if (kind, sample.topic_name) in todo:
+                    data = b""
+                    for policy in sample.qos:
+                        if isinstance(policy, Policy.Userdata):
+                            data = policy.data
+                    found[(kind, sample.topic_name)] = {"kind": kind, "topic": sample.topic_name,
+                                                        "type": sample.type_name, "user_data": data.decode("latin-1")}
+        time.sleep(0.05)
+    for entry in found.values():
+        print(json.dumps(entry), flush=True)
+
+
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
     {"pub": publish, "sub": subscribe, "broker": broker, "http": http_client, "echo": echo, "rtt": rtt,
-     "ingress": lean_ingress}[mode](*args)
+     "ingress": lean_ingress, "endpoints": endpoints}[mode](*args)

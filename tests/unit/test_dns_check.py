@@ -1,4 +1,4 @@
-"""dns/check.py: a service host from this host — a DNS timeout is reported as a timeout (a real UDP socket
+"""diagnose/dns_check.py: a service host from this host — a DNS timeout is reported as a timeout (a real UDP socket
 on 127.0.0.1 that never answers), a missing name as a missing name (a real DNS server: dnspython)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from tests.harness.netfixtures import dns_server
 
-from hybrid_knative.dns.check import Lookup, host_resolves
+from hybrid_knative.diagnose.dns_check import Lookup, host_resolves
 from hybrid_knative.dns.resolve import DnsClient
 
 

@@ -9,13 +9,13 @@ from tests.harness import sysfs
 from tests.harness.validation import ManifestValidator, image_errors
 
 from hybrid_knative.addon import render
+from hybrid_knative.components.gpu_amd import rocm
 from hybrid_knative.config import Config, KubeVersion
 from hybrid_knative.errors import ConfigError
-from hybrid_knative.install import gpu
-from hybrid_knative.install.context import HostFacts
 from hybrid_knative.kube.objects import images
+from hybrid_knative.platform.context import HostFacts
 from hybrid_knative.progress import Status
-from hybrid_knative.system.gpu import detect
+from hybrid_knative.system.gpu import choose_vendor, detect
 
 QUIET = Status(verbosity=-1)
 
@@ -37,17 +37,17 @@ def amd(tmp_path: Path):  # type: ignore[no-untyped-def]
 ])
 def test_choose_vendor(tmp_path: Path, mode: str, builder, expected) -> None:  # type: ignore[no-untyped-def]
     builder(tmp_path)
-    assert gpu.choose_vendor(mode, detect(tmp_path)) == expected
+    assert choose_vendor(mode, detect(tmp_path)) == expected
 
 
 def test_amd_without_a_usable_gpu_is_a_clear_error(tmp_path: Path) -> None:
     sysfs.amd_gpu_without_driver(tmp_path)
     with pytest.raises(ConfigError) as err:
-        gpu.choose_vendor("amd", detect(tmp_path))
+        choose_vendor("amd", detect(tmp_path))
     assert "no usable AMD GPU" in err.value.brief
     assert "driver not loaded" in (err.value.details or "")
     with pytest.raises(ConfigError, match="unknown --gpu"):
-        gpu.choose_vendor("intel", None)
+        choose_vendor("intel", None)
 
 
 @pytest.mark.parametrize("kube", ["1.32", "1.33", "1.34", "1.35", "1.36"])
@@ -99,10 +99,10 @@ def test_no_gpu_plan_has_no_gpu_steps(tmp_path: Path) -> None:
 @pytest.mark.parametrize("kube", ["1.32", "1.36"])
 def test_pytorch_template(kube: str, repo: Path) -> None:
     from hybrid_knative.catalog import load_catalog
-    from hybrid_knative.install.render import load_documents
+    from hybrid_knative.manifests import load_documents
     from hybrid_knative.upstream import UpstreamStore
 
-    ksvc = gpu.render_pytorch(kind="ksvc", render_gid=110, hsa_override_gfx_version="11.0.0")[0]
+    ksvc = rocm.render_pytorch(kind="ksvc", render_gid=110, hsa_override_gfx_version="11.0.0")[0]
     spec = ksvc["spec"]["template"]["spec"]
     assert spec["securityContext"] == {"seccompProfile": {"type": "Unconfined"}, "supplementalGroups": [110]}
     container = spec["containers"][0]
@@ -110,7 +110,7 @@ def test_pytorch_template(kube: str, repo: Path) -> None:
     assert container["env"] == [{"name": "HSA_OVERRIDE_GFX_VERSION", "value": "11.0.0"}]
     assert spec["volumes"] == [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}}]
     assert {"name": "dshm", "mountPath": "/dev/shm"} in container["volumeMounts"]
-    pod = gpu.render_pytorch(kind="pod", render_gid=None)[0]
+    pod = rocm.render_pytorch(kind="pod", render_gid=None)[0]
     assert pod["kind"] == "Pod" and "supplementalGroups" not in pod["spec"]["securityContext"]
     serving = load_catalog().release("1.23").component("knative-serving").file("serving-crds.yaml")
     crds = load_documents(UpstreamStore().read_text(serving), source="crds")
@@ -128,4 +128,4 @@ def test_pytorch_template(kube: str, repo: Path) -> None:
 ])
 def test_pytorch_template_rejects_bad_input(kwargs: dict, message: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(ConfigError, match=message):
-        gpu.render_pytorch(**kwargs)
+        rocm.render_pytorch(**kwargs)

@@ -9,8 +9,8 @@ import pytest
 from hybrid_knative.addon import render
 from hybrid_knative.config import Config, KubeVersion
 from hybrid_knative.errors import IntegrityError
-from hybrid_knative.install.render import fix_pdb, pin_images
 from hybrid_knative.kube.objects import images, ref_of
+from hybrid_knative.manifests import fix_pdb, pin_images
 from hybrid_knative.progress import Status
 
 KUBE_VERSIONS = ["1.32", "1.33", "1.34", "1.35", "1.36"]

@@ -32,8 +32,8 @@ from typing import IO, Any
 
 from hybrid_knative import __version__
 from hybrid_knative.airgap import oci, signing
-from hybrid_knative.airgap.images import ImageRef
 from hybrid_knative.errors import ConfigError, IntegrityError, PermanentError
+from hybrid_knative.manifests.images import ImageRef
 from hybrid_knative.progress import Status
 from hybrid_knative.system.registry import Skopeo
 from hybrid_knative.system.runner import Runner

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from hybrid_knative.airgap import oci
 from hybrid_knative.airgap.bundle import BundleImage, Unpacked
-from hybrid_knative.airgap.images import ImageRef
 from hybrid_knative.config import SnapPaths
 from hybrid_knative.errors import ConfigError, IntegrityError
+from hybrid_knative.manifests.images import ImageRef
 from hybrid_knative.progress import Status
 from hybrid_knative.system import microk8s
 from hybrid_knative.system.files import atomic_write

@@ -91,7 +91,7 @@ def parse_mirrors(values: tuple[str, ...], *, offline: bool, registry: str | Non
 
 def _print_doctor(kube: KubeApi, name: str, namespace: str) -> None:
     """After a failed deploy: doctor's finding on the service (best effort: never hides the first error)."""
-    from hybrid_knative.doctor import diagnose_service
+    from hybrid_knative.diagnose.doctor import diagnose_service
     from hybrid_knative.kube.wait import WaitPolicy
     from hybrid_knative.system.http import HostProbes
 

@@ -8,9 +8,9 @@ from typing import Any
 import click
 
 from hybrid_knative import addon
-from hybrid_knative import doctor as diagnosis
 from hybrid_knative.cli.common import build_target, cluster_options, handle_errors, verbosity_options
-from hybrid_knative.dns.check import Lookup, system_lookup
+from hybrid_knative.diagnose import doctor as diagnosis
+from hybrid_knative.diagnose.dns_check import Lookup, system_lookup
 from hybrid_knative.dns.resolve import DnsClient, split_server
 from hybrid_knative.errors import ConfigError
 from hybrid_knative.kube.wait import WaitPolicy

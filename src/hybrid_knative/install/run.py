@@ -15,7 +15,7 @@ from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.objects import ObjectRef
 from hybrid_knative.kube.wait import WaitPolicy, WaitStats, retry, wait_all
 from hybrid_knative.platform.context import Context
-from hybrid_knative.platform.record import NAMESPACE_REF, Record, record_path
+from hybrid_knative.platform.record import NAMESPACE_REF, load_record
 from hybrid_knative.platform.undo import take_back
 from hybrid_knative.progress import Status
 from hybrid_knative.system import marker
@@ -43,12 +43,6 @@ def wait_policy(config: ClusterTarget) -> WaitPolicy:
 
 def connect(config: ClusterTarget) -> KubeApi:
     return KubeApi.connect(config.effective_kubeconfig, config.context)
-
-
-def load_record(config: ClusterTarget, kube: KubeApi) -> Record:
-    """The cluster's record (ConfigMap hybrid-knative-system/hybrid-knative-record); the local file is a cache."""
-    path = record_path(config.effective_state_dir, kube.server, kube.context)
-    return Record.load(path, server=kube.server, cluster=kube)
 
 
 def enable(config: Config, status: Status, *, kube: KubeApi | None = None, probes: HostProbes | None = None,

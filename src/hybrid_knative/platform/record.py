@@ -14,11 +14,15 @@ import dataclasses
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from hybrid_knative.errors import PermanentError
 from hybrid_knative.kube.objects import Manifest, ObjectRef, rank
 from hybrid_knative.system.files import atomic_write
+
+if TYPE_CHECKING:
+    from hybrid_knative.config import ClusterTarget
+    from hybrid_knative.kube.api import KubeApi
 
 FORMAT = 2
 NAMESPACE = "hybrid-knative-system"
@@ -320,3 +324,9 @@ class Record:
             self.cluster.delete(NAMESPACE_REF)
         self.path.unlink(missing_ok=True)
         self._saved = None
+
+
+def load_record(config: ClusterTarget, kube: KubeApi) -> Record:
+    """The cluster's record (ConfigMap hybrid-knative-system/hybrid-knative-record); the local file is a cache."""
+    path = record_path(config.effective_state_dir, kube.server, kube.context)
+    return Record.load(path, server=kube.server, cluster=kube)

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hybrid_knative.errors import ConfigError
+from hybrid_knative.ros2 import typehash
 from hybrid_knative.ros2.cloudevent import CloudEvent, EventError, from_http, to_binary
 from hybrid_knative.ros2.msgtypes import (
     MessageError,
@@ -433,13 +434,16 @@ class Bridge:
             return topics[name]
 
         for spec in self.spec.topics:
-            reader = DataReader(dp, topic(spec.topic, spec.type), qos_for(spec.qos))
+            # USER_DATA "typehash=RIHS01_…;" like rmw_cyclonedds on Iron+ (Humble peers ignore it)
+            reader = DataReader(dp, topic(spec.topic, spec.type),
+                                qos_for(spec.qos, typehash.user_data(self.registry, spec.type)))
             cond = ReadCondition(reader, ViewState.Any | InstanceState.Any | SampleState.NotRead)
             entry = _Topic(spec=spec, reader=reader, condition=cond)
             self._waitset.attach(cond)
             self._topics.append(entry)
             if spec.reply_to and spec.reply_to not in self._replies:
-                writer = DataWriter(dp, topic(spec.reply_to, spec.reply_msg_type), qos_for(spec.qos))
+                writer = DataWriter(dp, topic(spec.reply_to, spec.reply_msg_type),
+                                    qos_for(spec.qos, typehash.user_data(self.registry, spec.reply_msg_type)))
                 reorder = Reorderer(self._publisher(writer, spec.reply_to)) if spec.ordered else None
                 self._replies[spec.reply_to] = _Reply(spec.reply_to, spec.reply_msg_type, writer, threading.Lock(),
                                                       reorder)
@@ -657,7 +661,8 @@ def _matched(reader: Any) -> int:
         return -1
 
 
-def qos_for(qos: QosSpec) -> Any:
+def qos_for(qos: QosSpec, user_data: bytes = b"") -> Any:
+    """The DDS QoS of a topic's reader or writer; ``user_data`` goes into USER_DATA (the REP-2011 type hash)."""
     from cyclonedds.core import Policy
     from cyclonedds.qos import Qos
     from cyclonedds.util import duration
@@ -665,7 +670,10 @@ def qos_for(qos: QosSpec) -> Any:
     reliability = (Policy.Reliability.Reliable(duration(milliseconds=100)) if qos.reliability == "reliable"
                    else Policy.Reliability.BestEffort)
     durability = Policy.Durability.TransientLocal if qos.durability == "transient_local" else Policy.Durability.Volatile
-    return Qos(reliability, durability, Policy.History.KeepLast(qos.depth))
+    policies = [reliability, durability, Policy.History.KeepLast(qos.depth)]
+    if user_data:
+        policies.append(Policy.Userdata(user_data))
+    return Qos(*policies)
 
 
 # --- HTTP ---------------------------------------------------------------------------------------

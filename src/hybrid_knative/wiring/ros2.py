@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import platform
 import re
 import shutil
 from collections.abc import Mapping, Sequence
@@ -19,7 +20,7 @@ from typing import Any
 
 from hybrid_knative.dev.deploy import ExtraBuild
 from hybrid_knative.dev.project import Function, Project
-from hybrid_knative.dev.templates import materialize
+from hybrid_knative.dev.templates import materialize, template_root
 from hybrid_knative.errors import CommandError, ConfigError, HybridError
 from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.objects import Manifest
@@ -44,14 +45,16 @@ def has_ros2(functions: Sequence[Function]) -> bool:
 class Ros2Bridges:
     """One bridge per function with ``ros2`` events. ``node`` (``deploy --node``) overrides the project's
     ``ros2.node``; ``wheelhouse`` (``deploy --wheelhouse``, from ``bundle create --with functions``) holds the
-    bridge's wheels for offline builds; ``workdir`` is a temporary folder for the build context."""
+    bridge's wheels for offline builds; ``workdir`` is a temporary folder for the build context;
+    ``python_version`` is the image base's Python (default: the shipped Dockerfile's)."""
 
     def __init__(self, workdir: Path, runner: Runner, *, node: str | None = None,
-                 wheelhouse: Path | None = None) -> None:
+                 wheelhouse: Path | None = None, python_version: str | None = None) -> None:
         self.workdir = workdir
         self.runner = runner
         self.node = node
         self.wheelhouse = wheelhouse
+        self.python_version = python_version  # the image base's Python; default: the Dockerfile's FROM
 
     # --- Companion -------------------------------------------------------------------------------------
 
@@ -64,7 +67,8 @@ class Ros2Bridges:
     def builds(self, project: Project, functions: Sequence[Function]) -> list[ExtraBuild]:
         if not has_ros2(functions) or project.ros2.get("image"):
             return []
-        context = bridge_context(self.workdir / TEMPLATE, self.runner, wheelhouse=self.wheelhouse)
+        context = bridge_context(self.workdir / TEMPLATE, self.runner, wheelhouse=self.wheelhouse,
+                                 python_version=self.python_version)
         return [ExtraBuild(IMAGE_KEY, context, context / "Dockerfile", IMAGE_KEY)]
 
     def render(self, project: Project, functions: Sequence[Function], images: Mapping[str, str]) -> list[Manifest]:
@@ -122,21 +126,59 @@ def source_tree() -> Path | None:
     return root if (root / "pyproject.toml").is_file() and (root / "src" / "hybrid_knative").is_dir() else None
 
 
-def build_wheelhouse(dest: Path, runner: Runner, *, python: str = "python3",
-                     pip_args: Sequence[str] = ()) -> list[Path]:
-    """``pip wheel`` this project (from its source tree, else the released version) and cyclonedds, with their
-    dependencies, into ``dest`` — the bridge's offline wheelhouse. Needs the package index (or pip_args)."""
+def image_python() -> str:
+    """The Python version (``3.12``) of the bridge image's base, from the shipped Dockerfile's ``FROM …python:X.Y``:
+    the wheelhouse must hold wheels for that interpreter, whatever Python runs hybrid-knative here."""
+    text = template_root(TEMPLATE).joinpath("Dockerfile").read_text()
+    found = re.search(r"^FROM\s+\S*python:(\d+\.\d+)", text, re.MULTILINE)
+    if not found:
+        raise ConfigError("the ROS 2 bridge's Dockerfile names no python:X.Y base")
+    return found.group(1)
+
+
+GLIBC_MINOR = 36  # python:3.12-slim is Debian 12: glibc 2.36
+
+
+def manylinux_tags(arch: str) -> list[str]:
+    """Every manylinux platform tag a glibc-2.36 system of ``arch`` installs, newest first (pip does not expand a
+    ``manylinux_2_36`` --platform to the older ones)."""
+    return [*(f"manylinux_2_{m}_{arch}" for m in range(GLIBC_MINOR, 4, -1)),
+            f"manylinux2014_{arch}", f"manylinux2010_{arch}", f"manylinux1_{arch}"]
+
+
+def machine_arch() -> str:
+    """This machine's architecture in wheel platform tags (x86_64, aarch64): buildah builds for it."""
+    arch = platform.machine().lower()
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(arch, arch)
+
+
+def build_wheelhouse(dest: Path, runner: Runner, *, python: str = "python3", pip_args: Sequence[str] = (),
+                     python_version: str | None = None, arch: str | None = None) -> list[Path]:
+    """This project's wheel (``pip wheel --no-deps``, from its source tree, else the released version), then the
+    binary wheels of its ``ros2`` extra and their dependencies for the *image's* interpreter (``pip download
+    --only-binary=:all: --python-version X.Y --platform manylinux…_<arch>`` up to glibc 2.36, the
+    python:3.12-slim base's Debian), into ``dest`` — the bridge's offline wheelhouse. Needs the package index
+    (or pip_args). The host's Python does not matter."""
     from hybrid_knative import __version__
 
+    version = python_version or image_python()
+    arch = arch or machine_arch()
     dest.mkdir(parents=True, exist_ok=True)
     tree = source_tree()
     project = str(tree) if tree is not None else f"hybrid-knative=={__version__}"
     env = runner.with_env({"SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH", REPRODUCIBLE_EPOCH)})
+    pip = [python, "-m", "pip"]
     try:
-        env.run([python, "-m", "pip", "wheel", "--disable-pip-version-check", "--wheel-dir", str(dest), project,
-                 "cyclonedds", *pip_args], timeout=3600)
+        env.run([*pip, "wheel", "--disable-pip-version-check", "--no-deps", "--wheel-dir", str(dest), project,
+                 *pip_args], timeout=3600)
+        env.run([*pip, "download", "--disable-pip-version-check", "--only-binary=:all:", "--dest", str(dest),
+                 "--find-links", str(dest), "--python-version", version, "--implementation", "cp",
+                 "--abi", f"cp{version.replace('.', '')}",
+                 *[arg for tag in manylinux_tags(arch) for arg in ("--platform", tag)],
+                 f"hybrid-knative[ros2]=={__version__}", "cyclonedds", *pip_args], timeout=3600)
     except CommandError as exc:
-        raise ConfigError(f"cannot gather the ROS 2 bridge's wheels ({project} and cyclonedds)",
+        raise ConfigError(f"cannot gather the ROS 2 bridge's wheels ({project} and cyclonedds, for Python {version} "
+                          f"on {arch})",
                           details="\n".join((exc.stderr or exc.stdout).strip().splitlines()[-8:]),
                           resolution="offline, pass --wheelhouse with the wheelhouse of a bundle made with "
                           "`bundle create --with functions`; or set ros2.image in the project file to a ready "
@@ -149,9 +191,37 @@ def missing_wheels(folder: Path) -> list[str]:
     return [dist for prefix, dist in REQUIRED_WHEELS.items() if prefix not in names]
 
 
-def bridge_context(dest: Path, runner: Runner, *, wheelhouse: Path | None = None) -> Path:
+def _wheel_fits(name: str, version: str, arch: str) -> bool:
+    """Whether a wheel file installs on CPython ``version`` (X.Y) on Linux ``arch`` (its file-name tags)."""
+    parts = name[:-len(".whl")].split("-")
+    if len(parts) < 5:
+        return False
+    pythons, abis, platforms = (set(parts[-3].split(".")), set(parts[-2].split(".")), parts[-1].split("."))
+    here = f"cp{version.replace('.', '')}"
+    minor = int(version.split(".")[1])
+    python_ok = bool(pythons & {"py3", "py2.py3", f"py{version.replace('.', '')}", here}) or (
+        "abi3" in abis and any(p.startswith("cp3") and p[3:].isdigit() and int(p[3:]) <= minor for p in pythons))
+    abi_ok = bool(abis & {"none", "abi3", here})
+    platform_ok = any(p == "any" or p in manylinux_tags(arch) for p in platforms)
+    return python_ok and abi_ok and platform_ok
+
+
+def unfit_wheels(folder: Path, python_version: str | None = None, arch: str | None = None) -> list[str]:
+    """Distributions in ``folder`` none of whose wheels installs on the image's Python and this machine's
+    architecture (e.g. a wheelhouse made for Python 3.11: cyclonedds' cp311 wheel does not install on 3.12)."""
+    version, arch = python_version or image_python(), arch or machine_arch()
+    by_dist: dict[str, list[str]] = {}
+    for whl in folder.glob("*.whl"):
+        by_dist.setdefault(whl.name.split("-", 1)[0].lower(), []).append(whl.name)
+    return sorted(d for d, names in by_dist.items() if not any(_wheel_fits(n, version, arch) for n in names))
+
+
+def bridge_context(dest: Path, runner: Runner, *, wheelhouse: Path | None = None,
+                   python_version: str | None = None) -> Path:
     """The bridge's build context: the shipped Dockerfile and a wheels/ folder (from ``wheelhouse``, else built
-    with :func:`build_wheelhouse`). The Dockerfile installs with ``--no-index``: nothing is fetched in the build."""
+    with :func:`build_wheelhouse`) for the image's Python (``python_version``, default the Dockerfile's). The
+    Dockerfile installs with ``--no-index``: nothing is fetched in the build."""
+    version = python_version or image_python()
     if dest.exists():
         shutil.rmtree(dest)
     materialize(TEMPLATE, dest)
@@ -167,11 +237,18 @@ def bridge_context(dest: Path, runner: Runner, *, wheelhouse: Path | None = None
         for whl in sorted(wheelhouse.glob("*.whl")):
             shutil.copyfile(whl, wheels / whl.name)
     else:
-        build_wheelhouse(wheels, runner)
+        build_wheelhouse(wheels, runner, python_version=version)
         missing = missing_wheels(wheels)
         if missing:
             raise ConfigError(f"pip wheel did not produce {', '.join(missing)} for the ROS 2 bridge image",
                               resolution="check the package index is reachable, or pass --wheelhouse")
+    # a wheelhouse made for another Python (the bridge's own wheels tell: cyclonedds is a binary wheel)
+    unfit = [REQUIRED_WHEELS[d] for d in unfit_wheels(wheels, version) if d in REQUIRED_WHEELS]
+    if unfit:
+        raise ConfigError(f"the ROS 2 bridge's wheels for {', '.join(unfit)} do not install on the image's Python "
+                          f"{version} ({machine_arch()})",
+                          resolution="make the wheelhouse again with this version of hybrid-knative (`bundle create "
+                          "--with functions` fetches wheels for the image's Python), or set ros2.image")
     return dest
 
 

@@ -23,6 +23,8 @@ Modules:
 * ``selectors``: label and field selectors;
 * ``controller``: ``FakeController``, which writes status like the real controllers (CRDs,
   Deployments, DaemonSets, Jobs, EndpointSlices, Pods and Events);
+* ``proxy``: the API server's service proxy, resolved like kube-apiserver's and forwarded over real HTTP
+  (host-network pods, whose IP is their Node's InternalIP);
 * ``microk8s``: seeding like a fresh MicroK8s node (Node, CoreDNS, kube-dns).
 
 ``python -m tests.harness.serve`` serves it for people (docs/emulator.md).

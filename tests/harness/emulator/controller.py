@@ -304,6 +304,21 @@ class FakeController:
                         return int(cport["containerPort"])
         return int(port.get("port", 0))
 
+    @staticmethod
+    def _host_network_pods(store: Store, namespace: str, selector: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Endpoints addresses (ip, nodeName, targetRef) of the ready host-network pods the selector picks."""
+        found = []
+        for pod in sorted(store.view("v1", "pods", namespace), key=lambda p: str(p["metadata"]["name"])):
+            meta, spec, status = pod["metadata"], pod.get("spec") or {}, pod.get("status") or {}
+            labels = meta.get("labels") or {}
+            if not spec.get("hostNetwork") or not status.get("podIP") or _condition(pod, "Ready") != "True":
+                continue
+            if all(labels.get(k) == v for k, v in selector.items()):
+                found.append({"ip": status["podIP"], "nodeName": spec.get("nodeName", ""),
+                              "targetRef": {"kind": "Pod", "namespace": namespace, "name": meta["name"],
+                                            "uid": meta.get("uid", "")}})
+        return found
+
     def _reconcile_endpoints(self, store: Store) -> None:
         services = store.view("v1", "services")
         workloads = [(kind, obj) for kind in ("deployments", "daemonsets") for obj in store.view("apps/v1", kind)]
@@ -336,11 +351,15 @@ class FakeController:
                 }
                 for port in spec.get("ports") or []
             ]
-            endpoints = (
-                [{"addresses": [address], "conditions": {"ready": True, "serving": True, "terminating": False}}]
-                if matching
-                else []
-            )
+            # Host-network pods are reached at their node's IP and named by targetRef (the API server's
+            # service proxy needs both); pod-network pods keep a stand-in address per Service.
+            host_pods = self._host_network_pods(store, namespace, selector) if matching else []
+            conditions = {"ready": True, "serving": True, "terminating": False}
+            if host_pods:
+                endpoints = [{"addresses": [a["ip"]], "conditions": conditions, "nodeName": a["nodeName"],
+                              "targetRef": a["targetRef"]} for a in host_pods]
+            else:
+                endpoints = [{"addresses": [address], "conditions": conditions}] if matching else []
             owner = {
                 "apiVersion": "v1",
                 "kind": "Service",
@@ -367,7 +386,7 @@ class FakeController:
             subsets = (
                 [
                     {
-                        "addresses": [{"ip": address}],
+                        "addresses": host_pods or [{"ip": address}],
                         "ports": [{k: v for k, v in p.items() if k != "name" or v} for p in ports],
                     }
                 ]

@@ -144,6 +144,23 @@ def _schedule(store: Store, spec: Mapping[str, Any]) -> tuple[str | None, str]:
                   "for scheduling.".format(len(nodes)))
 
 
+def _node_ip(store: Store, node: str) -> str:
+    """The node's InternalIP (the kubelet's hostIP); the single emulated node's when it has none."""
+    obj = store.peek("v1", "nodes", node)
+    for address in ((obj or {}).get("status") or {}).get("addresses") or []:
+        if address.get("type") == "InternalIP" and address.get("address"):
+            return str(address["address"])
+    return "10.0.0.5"
+
+
+def _placed(store: Store, spec: Mapping[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+    """The kubelet's IPs of a pod bound to ``spec.nodeName``: hostIP is the node's InternalIP, and a
+    ``hostNetwork`` pod's IP is the node's (its Endpoints then point at the node, like a real cluster)."""
+    host_ip = _node_ip(store, str(spec["nodeName"]))
+    pod_ip = host_ip if spec.get("hostNetwork") else str(status.get("podIP", "10.1.0.10"))
+    return {**status, "hostIP": host_ip, "hostIPs": [{"ip": host_ip}], "podIP": pod_ip, "podIPs": [{"ip": pod_ip}]}
+
+
 def ensure_pod(store: Store, owner: Mapping[str, Any], name: str, template: Mapping[str, Any],
                extra_labels: Mapping[str, str], status: dict[str, Any]) -> dict[str, Any]:
     """Create the pod (with the scheduler's and kubelet's events) or bring its status up to date."""
@@ -152,6 +169,7 @@ def ensure_pod(store: Store, owner: Mapping[str, Any], name: str, template: Mapp
     if existing is not None:
         if not (existing.get("spec") or {}).get("nodeName"):  # unschedulable: stays Pending (no binding)
             return existing
+        status = _placed(store, existing["spec"], status)
         if existing.get("status") != status:
             return store.set_status("v1", "pods", name, namespace, status)
         return existing
@@ -159,6 +177,7 @@ def ensure_pod(store: Store, owner: Mapping[str, Any], name: str, template: Mapp
     node, unschedulable = _schedule(store, spec)
     if node is not None:
         spec["nodeName"] = node
+        status = _placed(store, spec, status)
     else:
         status = {"phase": "Pending", "qosClass": "BestEffort",
                   "conditions": [{"type": "PodScheduled", "status": "False", "lastTransitionTime": _T,

@@ -22,7 +22,7 @@ import kmock
 import yaml
 from kmock._internal.rendering import StreamingError  # not re-exported by kmock
 
-from tests.harness.emulator import fields
+from tests.harness.emulator import fields, proxy
 from tests.harness.emulator.common import (
     _CALL_TIMEOUT,
     _CRD_RESOURCE,
@@ -401,6 +401,8 @@ class KubernetesApiEmulator(kmock.KubernetesEmulator):
     async def _serve_resource(self, request: kmock.Request) -> kmock.Response:
         assert request.resource is not None
         res = request.resource
+        if res.group == "" and res.plural == "services" and (request.subresource or "").split("/")[0] == "proxy":
+            return await self._serve_service_proxy(request)
         k8s = self._k8s_request(request)
         info = self._require_info(res)
         namespace = self._scope(request, info)
@@ -421,6 +423,19 @@ class KubernetesApiEmulator(kmock.KubernetesEmulator):
         if verb == "deletecollection":
             return self._serve_delete_collection(res, info, namespace, request, dry_run)
         raise _method_not_allowed()
+
+    async def _serve_service_proxy(self, request: kmock.Request) -> kmock.Response:
+        """The API server's service proxy (proxy.py): resolve like kube-apiserver, then forward for real."""
+        if request.namespace is None or request.name is None:
+            raise _no_such_resource()
+        namespace = request.namespace
+
+        def lookup(plural: str, ns: str, name: str) -> dict[str, Any] | None:
+            return self.db.lookup(kmock.resource(group="", version="v1", plural=plural), ns, name)
+
+        scheme, ip, port = proxy.resolve(namespace, request.name, lookup)
+        path = str(request.subresource or "").partition("/")[2]
+        return await proxy.forward(request, scheme, ip, port, path)
 
     def _serve_get(self, res: kmock.resource, namespace: str | None, request: kmock.Request) -> kmock.Response:
         assert request.name is not None

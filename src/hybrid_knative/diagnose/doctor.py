@@ -18,8 +18,8 @@ from typing import Any
 
 from hybrid_knative import components, smoke
 from hybrid_knative.catalog import load_catalog
+from hybrid_knative.diagnose.dns_check import DnsCheck
 from hybrid_knative.dns import ingress
-from hybrid_knative.dns.check import DnsCheck
 from hybrid_knative.errors import HybridError, PermanentError
 from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.knative import SERVING, job_complete

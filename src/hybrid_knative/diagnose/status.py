@@ -7,15 +7,14 @@ import dataclasses
 from hybrid_knative import components
 from hybrid_knative.catalog import Release, load_catalog
 from hybrid_knative.config import ClusterTarget
-from hybrid_knative.dns import check as dns_check
+from hybrid_knative.diagnose import dns_check
 from hybrid_knative.dns import ingress
 from hybrid_knative.errors import HybridError
-from hybrid_knative.install.run import connect, load_record
 from hybrid_knative.kube import ready
 from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.knative import knative_ready
 from hybrid_knative.kube.objects import ObjectRef
-from hybrid_knative.platform.record import CorefileBlock, HostFile, Record
+from hybrid_knative.platform.record import CorefileBlock, HostFile, Record, load_record
 from hybrid_knative.smoke import smoke_data
 from hybrid_knative.system import marker
 from hybrid_knative.system.network import hostname
@@ -145,7 +144,7 @@ def dns_checks(config: ClusterTarget, kube: KubeApi, *, lookup: dns_check.Lookup
 
 
 def health(config: ClusterTarget, *, kube: KubeApi | None = None, lookup: dns_check.Lookup | None = None) -> Health:
-    kube = kube or connect(config)
+    kube = kube or KubeApi.connect(config.effective_kubeconfig, config.context)
     kube.server_version()
     record = load_record(config, kube)
     comps = []
