@@ -140,6 +140,9 @@ def test_without_systemd_resolved_the_lines_to_add_are_printed(cluster: Cluster,
     assert not any(line.lstrip().startswith("nameserver") for line in err.splitlines())
     assert f"address=/lab.internal/{NODE_IP}" in err  # other machines on the LAN
     assert f"Ingress address: {NODE_IP}" in err
+    # the step changed nothing on purpose: its line says so instead of a check mark
+    assert "– Resolve the Knative zone on this host (split DNS) (nothing changed on this host" in err
+    assert "✓ Resolve the Knative zone on this host" not in err
     assert runner.calls == [] and not (cluster.host_root / "etc").exists()
     assert "lab.internal" in data_of(cluster, "config-domain")
     assert corefile.parse(corefile_of(cluster)).ours[0].zones == [("lab.internal", 53)]
@@ -339,6 +342,8 @@ def test_status_and_doctor_report_a_dropped_corefile_block(cluster: Cluster) -> 
     run_cli("enable", *cluster.cli_args(), "--no-eventing")
     code, out = run_cli("status", *cluster.cli_args(install=False))
     assert code == 0 and "✓ dns-corefile" in out, out
+    # this host root has a plain resolv.conf: host DNS is the user's, not a passed check
+    assert "– dns-host: hello-default.hk.internal is not resolved on this host" in out and "✓ dns-host" not in out
     cluster.server.put_object("v1", "configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
                                                    "metadata": {"name": "coredns", "namespace": "kube-system"},
                                                    "data": {"Corefile": STOCK_COREFILE}})

@@ -83,7 +83,7 @@ def doctor(verbose: int, quiet: bool, ksvc: str | None, namespace: str, no_pod_c
     for f in report.findings:
         if f.ok:
             if not quiet:
-                click.echo(f"✓ {f.check}: {f.cause} ({f.evidence})")
+                click.echo(f"{'–' if f.info else '✓'} {f.check}: {f.cause} ({f.evidence})")
             continue
         click.echo(f"✗ {f.check}")
         click.echo(f"  cause:    {f.cause}")

@@ -150,7 +150,7 @@ def status(verbose: int, quiet: bool, **cluster: Any) -> None:
     if h.enabled:
         _print_bridges(addon.connect(config))
     for d in h.dns:  # hybrid-knative/host
-        click.echo(f"{'✓' if d.ok else '✗'} {d.name}: {d.cause} ({d.evidence})")
+        click.echo(f"{'✗' if not d.ok else '–' if d.info else '✓'} {d.name}: {d.cause} ({d.evidence})")
         if not d.ok and d.fix:
             click.echo(f"  fix: {d.fix}")
     if h.state == marker.INCOMPLETE:

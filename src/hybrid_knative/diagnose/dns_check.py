@@ -30,6 +30,7 @@ class DnsCheck:
     cause: str
     evidence: str
     fix: str = ""
+    info: bool = False  # nothing to check here (e.g. host DNS left to the user): shown as "–", not ✓
 
 
 def corefile_block(kube: KubeApi, zone: str) -> DnsCheck:

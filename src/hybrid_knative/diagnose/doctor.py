@@ -40,6 +40,7 @@ class Finding:
     cause: str
     evidence: str
     fix: str = ""
+    info: bool = False  # not a check that passed: nothing here to check (shown as "–")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -452,7 +453,7 @@ def with_dns(report: Report, checks: list[DnsCheck], kube: KubeApi, *, waits: Wa
              pod_check: bool) -> Report:
     """hybrid-knative/host: the platform report plus DNS — the CoreDNS block, a service host from this host
     (a timeout reported as a timeout) and, unless told not to, from a pod."""
-    findings = [*report.findings, *(Finding(c.name, c.ok, c.cause, c.evidence, c.fix) for c in checks)]
+    findings = [*report.findings, *(Finding(c.name, c.ok, c.cause, c.evidence, c.fix, c.info) for c in checks)]
     host = next((c.cause.split()[0] for c in checks if c.name == "dns-host"), None)
     if pod_check and host is not None:
         findings.append(_dns_from_pod(kube, host, "default", waits))

@@ -136,7 +136,7 @@ def dns_checks(config: ClusterTarget, kube: KubeApi, *, lookup: dns_check.Lookup
     if mode == "manual":  # nothing on this host can resolve the zone: not a fault
         checks.append(dns_check.DnsCheck("dns-host", True, f"{host} is not resolved on this host (plain "
                                          "resolv.conf: see the lines enable printed, docs/dns.md).",
-                                         "host DNS: manual"))
+                                         "host DNS: manual", info=True))
     else:
         checks.append(dns_check.host_resolves(host, lookup or dns_check.system_lookup, ingress_ip(kube),
                                               host_dns=mode))
