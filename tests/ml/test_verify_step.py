@@ -227,7 +227,8 @@ def kubelet_runs_model_jobs(env: MlCluster, s3: store.Settings, workdir: Path) -
 
 
 def _context(env: MlCluster, tmp_path: Path, probes: HostProbes, timeout: float = 60) -> Context:
-    config = Config(kubeconfig=env.kubeconfig, verify=True, extras=("ml",), gpu="none")
+    (tmp_path / "host").mkdir(exist_ok=True)  # a temporary host root: never the real host's DNS configuration
+    config = Config(kubeconfig=env.kubeconfig, verify=True, extras=("ml",), gpu="none", host_root=tmp_path / "host")
     rc = RenderContext(config=config, release=None, kube_version=KubeVersion.parse("1.34"),  # type: ignore[arg-type]
                        store=UpstreamStore(), host=HostFacts())
     return Context(render=rc, kube=env.kube, record=Record(tmp_path / "record.json", server="emulator"),
@@ -277,6 +278,35 @@ def test_verify_step_makes_the_model_in_the_cluster_and_gets_a_prediction(
     assert [j["metadata"]["name"][:len(step.JOB_PREFIX)] for j in jobs] == [step.JOB_PREFIX]
     # the check's InferenceService is removed afterwards; the model stays in the store
     assert env.server.get("serving.kserve.io/v1beta1", "inferenceservices", step.MODEL, "default") is None
+
+
+def test_host_without_split_dns_predicts_through_the_ingress_address(
+        ml_cluster_env: MlCluster, s3: store.Settings, tmp_path: Path, predictor: Predictor) -> None:
+    """A plain resolv.conf host cannot resolve the zone: the POST goes to Kourier's address with the Host header."""
+    env = ml_cluster_env
+    install_ml(env.kube, s3.credentials)
+    env.controller.hooks.append(kubelet_runs_model_jobs(env, s3, tmp_path))
+    for obj in ({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kourier-system"}},):
+        env.server.put_object("v1", "namespaces", obj)
+    env.server.put_object("v1", "services", {  # the node's address, as enable sets it (loopback stands in)
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "kourier", "namespace": "kourier-system"},
+        "spec": {"externalIPs": ["127.0.0.1"], "ports": [{"name": "http2", "port": 80, "targetPort": 8080}]}})
+    (tmp_path / "host" / "etc").mkdir(parents=True)
+    (tmp_path / "host" / "etc" / "resolv.conf").write_text("nameserver 192.168.1.1\n")
+    vias: list[str | None] = []
+
+    def resolve(name: str) -> list[str]:
+        if name.endswith(".hk.internal") and predictor.proc is None:
+            predictor.start()
+        return []  # what getaddrinfo gives for the zone on such a host
+
+    class ViaProbes(HostProbes):
+        def post_json(self, url: str, body: object, *, via: str | None = None) -> Any:
+            vias.append(via)
+            return super().post_json(url, body, via=via)
+
+    step.run(_context(env, tmp_path, ViaProbes(resolve=resolve, http_port=predictor.port, timeout=10)), [])
+    assert vias and set(vias) == {"127.0.0.1"}
 
 
 def test_verify_step_fails_clearly_when_the_job_fails(ml_cluster_env: MlCluster, tmp_path: Path,

@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hybrid_knative.dns import hostdns, ingress
 from hybrid_knative.errors import ConfigError, DeadlineExceeded, PermanentError, TemporaryError
 from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.knative import job_complete
@@ -159,6 +160,14 @@ def make_model(ctx: Context) -> str | None:
     return str(digest) if isinstance(digest, str) and len(digest) == 64 else None
 
 
+def ingress_fallback(ctx: Context) -> str | None:
+    """The ingress address to send the prediction through when this host's resolver cannot be pointed at the
+    zone (local domain, hostdns mode ``manual``) — as the smoke check does; None to go by name."""
+    if ctx.config.domain_mode != "local" or hostdns.detect(ctx.config.host_root).mode != "manual":
+        return None
+    return ingress.current(ctx.kube)
+
+
 def run(ctx: Context, objs: list[Manifest]) -> None:
     # the keys stay in the cluster: this host never talks to the store (the Job does)
     settings = cluster.store_settings(ctx.kube, endpoint=store.cluster_endpoint())
@@ -167,9 +176,12 @@ def run(ctx: Context, objs: list[Manifest]) -> None:
                              storage_uri=models.storage_uri(settings, MODEL), digest=digest)
     isvc = cluster.apply_serving(ctx.kube, req, settings, labels=platform_labels(COMPONENT))
     url = predict_url(cluster.wait_url(ctx.kube, isvc, ctx.waits, on_progress=ctx.status.note))
+    via = ingress_fallback(ctx)
+    if via:
+        ctx.status.detail(f"this host cannot resolve the zone: POST {url} through the ingress address {via}")
 
     def answers() -> None:
-        answer = ctx.probes.post_json(url, PREDICT_REQUEST)
+        answer = ctx.probes.post_json(url, PREDICT_REQUEST, via=via)
         check_answer(answer.status, answer.body)
 
     try:
