@@ -44,8 +44,10 @@ def _s3_ready(port: int, credentials: Credentials) -> bool:
 
 
 @contextlib.contextmanager
-def weed_s3(workdir: Path, credentials: Credentials) -> Iterator[Settings]:
-    """Run `weed server -s3` until the S3 API answers an authenticated request; yield client settings."""
+def weed_s3(workdir: Path, credentials: Credentials, *, volume_max: int = 16) -> Iterator[Settings]:
+    """Run `weed server -s3` until the S3 API answers an authenticated request; yield client settings.
+
+    ``volume_max`` x 64 MB is the space it has (overwritten objects are not reclaimed at once)."""
     data = workdir / "data"
     data.mkdir(parents=True, exist_ok=True)
     config = workdir / "s3.json"
@@ -58,7 +60,7 @@ def weed_s3(workdir: Path, credentials: Credentials) -> Iterator[Settings]:
             f"-volume.port={ports['volume']}", f"-volume.port.grpc={ports['volume.grpc']}",
             f"-filer.port={ports['filer']}", f"-filer.port.grpc={ports['filer.grpc']}",
             "-s3", f"-s3.port={ports['s3']}", f"-s3.port.grpc={ports['s3.grpc']}", f"-s3.config={config}",
-            "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.volumeSizeLimitMB=64", "-volume.max=16"]
+            "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.volumeSizeLimitMB=64", f"-volume.max={volume_max}"]
     log = (workdir / "weed.log").open("wb")
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
     try:

@@ -37,6 +37,7 @@ class MlCluster:
     kube: KubeApi
     kubeconfig: Path
     kserve: KServeBehaviour
+    controller: FakeController
 
     def cli_args(self) -> list[str]:
         return ["--kubeconfig", str(self.kubeconfig), "--poll-interval", "0.001", "--timeout", "30"]
@@ -89,4 +90,4 @@ def ml_cluster_env(tmp_path: Path) -> Iterator[MlCluster]:
                                                "metadata": {"name": "default"}})
         server.put_object("v1", "namespaces", {"apiVersion": "v1", "kind": "Namespace",
                                                "metadata": {"name": "knative-serving"}})
-        yield MlCluster(server, KubeApi.connect(kubeconfig), kubeconfig, behaviour)
+        yield MlCluster(server, KubeApi.connect(kubeconfig), kubeconfig, behaviour, controller)

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import joblib
-import numpy as np
 import uvicorn
 
 _Config = uvicorn.Config
@@ -29,25 +28,26 @@ def main() -> None:
 
     rest_server.uvicorn.Config = LoopbackConfig
     from kserve import Model, ModelServer
-    from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
     name, model_dir, port = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
 
     class SKLearnModel(Model):  # type: ignore[misc]
-        """Loads model.joblib from the model dir (what the kserve-sklearnserver runtime looks for)."""
+        """What KServe v0.20.0's sklearnserver does (python/sklearnserver/sklearnserver/model.py): the one
+        .joblib/.pkl/.pickle file in the model dir, and kserve's own get_predict_input/get_predict_response
+        for the v1 and v2 payloads."""
 
         def load(self) -> bool:
-            self._model = joblib.load(model_dir / "model.joblib")
+            found = [p for p in model_dir.iterdir() if p.is_file() and p.suffix in (".joblib", ".pkl", ".pickle")]
+            if len(found) != 1:
+                raise RuntimeError(f"expected exactly one model file in {model_dir}, found {found}")
+            self._model = joblib.load(found[0])
             self.ready = True
             return True
 
         def predict(self, payload: Any, headers: Any = None, response_headers: Any = None) -> Any:
-            if isinstance(payload, InferRequest):
-                x = payload.inputs[0].as_numpy()
-                y = np.asarray(self._model.predict(x), dtype=np.int64)
-                out = InferOutput(name="output-0", shape=list(y.shape), datatype="INT64", data=y.tolist())
-                return InferResponse(response_id=payload.id or "", model_name=self.name, infer_outputs=[out])
-            return {"predictions": self._model.predict(np.asarray(payload["instances"])).tolist()}
+            from kserve.utils.utils import get_predict_input, get_predict_response
+
+            return get_predict_response(payload, self._model.predict(get_predict_input(payload)), self.name)
 
     model = SKLearnModel(name)
     model.load()

@@ -70,6 +70,33 @@ def test_repush_removes_stale_files(s3: store.Settings, tmp_path: Path) -> None:
     assert [f.path for f in models.verify(s3, "stale").files] == ["a.bin"]
 
 
+def test_push_hashes_ahead_of_the_uploads_and_stops_on_a_read_error(s3: store.Settings, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    for i in range(5):
+        (tmp_path / f"shard-{i}.bin").write_bytes(os.urandom(64 * 1024 + i))
+    manifest = models.push(s3, tmp_path, "shards")
+    assert [f.path for f in manifest.files] == [f"shard-{i}.bin" for i in range(5)]  # the listing's order
+    for f in manifest.files:  # every recorded sha256 is the file's, and each object carries its own
+        assert f.sha256 == hashlib.sha256((tmp_path / f.path).read_bytes()).hexdigest()
+        head = models.client(s3).head_object(Bucket=s3.bucket, Key=f"shards/{f.path}")
+        assert head["Metadata"]["sha256"] == f.sha256 and head["ContentLength"] == f.size
+    assert models.verify(s3, "shards").digest == manifest.digest
+
+    real = models.sha256_of
+
+    def unreadable_third(path: Path) -> str:
+        if path.name == "shard-2.bin":
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(models, "sha256_of", unreadable_third)
+    with pytest.raises(ConfigError, match="cannot read the model directory"):
+        models.push(s3, tmp_path, "halfway")
+    assert "halfway" not in {m.name for m in models.list_models(s3)}  # no manifest: never served
+    keys = [o["Key"] for o in models.client(s3).list_objects_v2(Bucket=s3.bucket, Prefix="halfway/")["Contents"]]
+    assert keys == ["halfway/shard-0.bin", "halfway/shard-1.bin"]  # it stopped at the unreadable file
+
+
 def test_tampered_object_is_refused(s3: store.Settings, tmp_path: Path) -> None:
     (tmp_path / "w.bin").write_bytes(os.urandom(4096))
     models.push(s3, tmp_path, "tampered")

@@ -24,6 +24,7 @@ from hybrid_knative.upstream import PACKAGE_VENDOR_DIR, UpstreamStore, http_fetc
 from hybrid_knative.wiring import functions_bundle
 
 __all__ = ["BundleContents", "bundle", "bundle_contents"]
+ROCM_OPTION = "ml-rocm"  # components/kserve_rocm's bundle option (the ROCm serving images)
 
 
 def _state_dir() -> Path:
@@ -57,7 +58,10 @@ def bundle() -> None:
 @click.option("--with", "extras", multiple=True,
               type=click.Choice(sorted([*bundle_options(), functions_bundle.OPTION])),
               help="Also bundle optional components' images (repeatable). `functions`: the function templates' "
-              "base images and a wheelhouse (the ROS 2 bridge's wheels + --requirements) for `deploy --offline`.")
+              "base images and a wheelhouse (the ROS 2 bridge's wheels + --requirements) for `deploy --offline`. "
+              "`ml`: KServe, the CPU runtimes, the model store, the Training Operator. `ml-rocm`: also the ROCm "
+              "serving images (vLLM, PyTorch; amd64 only, 10-20 GB each; implies ml) — needed by `enable --with ml "
+              "--bundle` on an AMD GPU host.")
 @click.option("--wheelhouse", type=click.Path(path_type=Path, file_okay=False, exists=True),
               help="With --with functions: bundle this wheelhouse instead of building one (pip wheel needs the "
               "package index).")
@@ -95,6 +99,9 @@ def create(verbose: int, quiet: bool, output: Path, arches: tuple[str, ...], kna
     if (wheelhouse or requirements) and not with_functions:
         raise ConfigError("--wheelhouse and --requirements go with --with functions", resolution="add it")
     extras = tuple(e for e in extras if e != functions_bundle.OPTION)
+    if ROCM_OPTION in extras:
+        status.warn(f"--with {ROCM_OPTION}: the ROCm serving images are 10-20 GB each (amd64 only); the bundle "
+                    "grows by tens of GB and the pull takes long (progress below)")
     with status.step("List the images the install uses"):
         contents = bundle_contents(config, extras, store=store, status=status, images_from=images_from)
         status.detail(f"{len(contents.images)} images")

@@ -136,6 +136,49 @@ def serve_(name: str, runtime_name: str, uri: str | None, namespace: str, gpus: 
         click.echo(f"predict: curl {url}/v1/models/{name}:predict -d '{{\"instances\": [[...]]}}'", err=True)
 
 
+@model.command("gridfs-image")
+@click.option("--registry", default="localhost:32000", show_default=True,
+              help="The cluster registry to push to (HOST:PORT; MicroK8s: `microk8s enable registry`).")
+@click.option("--wheelhouse", type=click.Path(path_type=Path, file_okay=False, exists=True),
+              help="A folder with pymongo's wheels (offline builds). Default: download them with pip.")
+@click.option("--base-mirror", metavar="HOST:PORT",
+              help="Pull the base image (docker.io/library/python:3.12-slim) from this registry mirror (offline).")
+@click.option("--no-pin", is_flag=True, help="Only build and push; do not pin the image in the cluster.")
+@cluster_options
+@verbosity_options
+@handle_errors
+def gridfs_image(registry: str, wheelhouse: Path | None, base_mirror: str | None, no_pin: bool, verbose: int,
+                 quiet: bool, **opts: Any) -> None:
+    """Build the gridfs:// storage initializer image (buildah: no Docker daemon), push it to the cluster
+    registry and pin it BY DIGEST in ClusterStorageContainer hk-gridfs (`enable --with ml-gridfs` installs it).
+
+    Same sources → same digest: running it again changes nothing."""
+    import tempfile
+
+    from hybrid_knative.ml import initializer_image
+    from hybrid_knative.system.buildah import Buildah
+    from hybrid_knative.system.runner import Runner
+
+    status = make_status(verbose, quiet)
+    initializer_image.destination(registry)  # bad input fails before the slow part
+    runner = Runner()
+    buildah = Buildah.default(runner, mirrors={"docker.io": base_mirror} if base_mirror else None)
+    buildah.check_available()
+    with tempfile.TemporaryDirectory(prefix="hk-gridfs-image-") as tmp:
+        with status.step("Gather the build context (Containerfile, initializer, pymongo wheels)"):
+            context = initializer_image.build_context(Path(tmp) / "context", runner, wheelhouse=wheelhouse)
+        with status.step(f"Build and push to {registry}"):
+            image = initializer_image.build_and_push(buildah, context, registry)
+    if not no_pin:
+        kube, _, _ = _connect(opts)
+        with status.step("Pin it in ClusterStorageContainer hk-gridfs"):
+            pinned = cluster.pin_gridfs_image(kube, image)
+        if not pinned:
+            status.warn("GridFS is not enabled on this cluster: `hybrid-knative enable --with ml --with ml-gridfs`, "
+                        "then run this again to pin the image")
+    click.echo(image)
+
+
 def _csc_ref() -> ObjectRef:
     return ObjectRef("serving.kserve.io/v1alpha1", "ClusterStorageContainer", None, serve.GRIDFS_STORAGE_CONTAINER)
 

@@ -94,7 +94,10 @@ def bundle_contents(config: Config, extras: Sequence[str] = (), *, store: Upstre
                           resolution="pass --images-from with an existing file")
     listed_images = read_image_list(images_from) if images_from is not None else None  # bad input fails early
     catalog = load_catalog()
-    chosen = [options[name] for name in dict.fromkeys(extras)]
+    names = list(dict.fromkeys(extras))
+    for name in list(names):  # an option implies others (ml-rocm → ml)
+        names += [r for r in options[name].bundle_requires if r not in names]
+    chosen = [options[name] for name in names]
     always = [c for c in components.all_components() if c.bundle_always and c not in chosen]
     derived, release, rc = derive_images(config, status, store=store)
     rc = dataclasses.replace(rc, kube_version=release.min_kubernetes)
@@ -108,7 +111,12 @@ def bundle_contents(config: Config, extras: Sequence[str] = (), *, store: Upstre
         listed = [i for c in chosen if c.bundle_images for i in c.bundle_images(rc)]
         added = {*images_in(objs), *parse_image_list("\n".join(listed), source="components")}
         wanted = sorted({*derived, *own, *added}, key=str)  # key: tag or digest may be None
-        only_on = {image: arches for image, arches in arch_pinned(objs).items() if image not in {*derived, *own}}
+        pinned = arch_pinned(objs)
+        for c in chosen:
+            if c.bundle_images and c.bundle_arches:
+                pinned.update({i: c.bundle_arches for i in parse_image_list("\n".join(c.bundle_images(rc)),
+                                                                            source=c.name)})
+        only_on = {image: arches for image, arches in pinned.items() if image not in {*derived, *own}}
     files = _upstream_files(catalog, release, [*always, *chosen])
     versions = {name: c.version for name, c in release.components.items()}
     extra_names = {c.component for c in catalog.extras}

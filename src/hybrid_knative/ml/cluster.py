@@ -113,6 +113,24 @@ def wait_url(kube: KubeApi, isvc: Manifest, policy: WaitPolicy,
     return found["url"]
 
 
+def gridfs_storage_container(kube: KubeApi) -> Manifest | None:
+    register_kinds(kube)
+    return kube.get(ObjectRef("serving.kserve.io/v1alpha1", "ClusterStorageContainer", None,
+                              serve.GRIDFS_STORAGE_CONTAINER))
+
+
+def pin_gridfs_image(kube: KubeApi, image: str) -> bool:
+    """Point the gridfs:// ClusterStorageContainer at ``image`` (by digest); False when GridFS is not enabled."""
+    csc = gridfs_storage_container(kube)
+    if csc is None:
+        return False
+    container = copy.deepcopy((csc.get("spec") or {}).get("container") or {})
+    if container.get("image") != image:
+        container["image"] = image
+        kube.merge_patch(ref_of(csc), {"spec": {"container": container}})
+    return True
+
+
 # ------------------------------------------------------------------------------------ certificates
 
 @dataclasses.dataclass(frozen=True)

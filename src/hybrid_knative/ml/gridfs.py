@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hybrid_knative.errors import ConfigError, PermanentError
+from hybrid_knative.ml import initializer_image
 from hybrid_knative.ml.gridfs_initializer import DEFAULT_BUCKET, MANIFEST
 from hybrid_knative.ml.models import ModelManifest, Progress, _quiet, build_manifest
 from hybrid_knative.ml.serve import GRIDFS_STORAGE_CONTAINER
@@ -21,8 +22,9 @@ Manifest = dict[str, Any]
 CHUNK_SIZE = 8 * 1024 * 1024  # GridFS's default is 255 KiB: thousands of round trips per GB
 MIN_CHUNK_SIZE = 4 * 1024 * 1024
 URI_SECRET = "hk-gridfs"  # noqa: S105 - a Secret's name (key `uri`), in each serving namespace
-# Built from components/model-store/gridfs/Containerfile (python slim + pymongo + gridfs_initializer.py)
-INITIALIZER_IMAGE = "localhost:32000/hybrid-knative/gridfs-initializer:0.1.0"
+# Until `hybrid-knative model gridfs-image` pins it by digest (ml/initializer_image.py builds
+# ml/images/gridfs-initializer/Containerfile: python slim + pymongo + gridfs_initializer.py)
+INITIALIZER_IMAGE = initializer_image.destination("localhost:32000")
 
 
 class UploadBucket(Protocol):

@@ -134,7 +134,9 @@ def open_bucket(database: str, bucket: str) -> Bucket:  # pragma: no cover - nee
     uri = os.environ.get("MONGODB_URI", "")
     if not uri:
         raise InitializerError("MONGODB_URI is not set (it comes from the Secret named in the storage container)")
-    client: Any = pymongo.MongoClient(uri, serverSelectionTimeoutMS=30000)
+    # 30 s to find a server unless the URI says otherwise (e.g. ?serverSelectionTimeoutMS=5000)
+    options: dict[str, Any] = {} if "serverselectiontimeoutms" in uri.lower() else {"serverSelectionTimeoutMS": 30000}
+    client: Any = pymongo.MongoClient(uri, **options)
     result: Bucket = gridfs.GridFSBucket(client[database], bucket_name=bucket)
     return result
 

@@ -7,6 +7,7 @@ neither listed nor served. The storage URI KServe gets is ``s3://<bucket>/<name>
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import datetime
 import hashlib
@@ -111,19 +112,29 @@ def _model_files(folder: Path) -> Iterator[tuple[str, Path]]:
             yield path.relative_to(root).as_posix(), real
 
 
-def build_manifest(folder: Path, name: str, *, now: datetime.datetime | None = None) -> ModelManifest:
-    """The manifest of a local model directory (missing/empty directory → ConfigError)."""
+def _listed_files(folder: Path) -> list[tuple[str, Path]]:
+    """The model files of a local directory (missing/empty directory → ConfigError)."""
     if not folder.exists():
         raise ConfigError(f"model directory {folder} does not exist",
                           resolution="pass the folder that holds the model files (e.g. model.joblib)")
     if not folder.is_dir():
         raise ConfigError(f"{folder} is not a directory", resolution="pass the folder that holds the model files")
-    entries = tuple(FileEntry(path=rel, size=path.stat().st_size, sha256=sha256_of(path))
-                    for rel, path in _model_files(folder))
-    if not entries:
+    files = list(_model_files(folder))
+    if not files:
         raise ConfigError(f"model directory {folder} has no files", resolution="put the model files in it first")
-    created = (now or datetime.datetime.now(datetime.timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return ModelManifest(name=check_name(name), files=entries, created=created)
+    return files
+
+
+def _created(now: datetime.datetime | None) -> str:
+    return (now or datetime.datetime.now(datetime.timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def build_manifest(folder: Path, name: str, *, now: datetime.datetime | None = None) -> ModelManifest:
+    """The manifest of a local model directory (missing/empty directory → ConfigError)."""
+    check_name(name)
+    entries = tuple(FileEntry(path=rel, size=path.stat().st_size, sha256=sha256_of(path))
+                    for rel, path in _listed_files(folder))
+    return ModelManifest(name=name, files=entries, created=_created(now))
 
 
 def client(settings: Settings) -> Any:
@@ -189,19 +200,33 @@ def _ensure_bucket(s3: Any, settings: Settings) -> None:
 
 def push(settings: Settings, folder: Path, name: str, *, progress: Progress = _quiet,
          s3: Any = None) -> ModelManifest:
-    """Upload ``folder`` as model ``name``: files first (with their sha256 as metadata), the manifest last."""
-    manifest = build_manifest(folder, name)
-    root = folder.resolve()
+    """Upload ``folder`` as model ``name``: files first (with their sha256 as metadata), the manifest last.
+
+    Each file is hashed before its upload starts (the sha256 goes with the upload as metadata), but by a
+    worker thread running ahead of the uploads: file N+1 is hashed while file N is on the wire (hashlib
+    releases the GIL), so only the first file's hash is on the critical path.
+    """
+    check_name(name)
+    files = _listed_files(folder)
+    created = _created(None)
+    entries: list[FileEntry] = []
+    hasher = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="hk-model-sha256")
     try:
+        hashes = [hasher.submit(sha256_of, path) for _, path in files]
+        sizes = [path.stat().st_size for _, path in files]
+        total = sum(sizes)
         s3 = s3 or client(settings)
         _ensure_bucket(s3, settings)
         config = _transfer_config()
         done = 0
-        for entry in manifest.files:
-            progress(f"{entry.path} ({_human(entry.size)}; {_human(done)} of {_human(manifest.size)} done)")
-            s3.upload_file(str(root / entry.path), settings.bucket, f"{name}/{entry.path}",
+        for (rel, path), size, pending in zip(files, sizes, hashes, strict=True):
+            entry = FileEntry(path=rel, size=size, sha256=_hash_result(pending, folder))
+            progress(f"{entry.path} ({_human(entry.size)}; {_human(done)} of {_human(total)} done)")
+            s3.upload_file(str(path), settings.bucket, f"{name}/{entry.path}",
                            ExtraArgs={"Metadata": {"sha256": entry.sha256}}, Config=config)
+            entries.append(entry)
             done += entry.size
+        manifest = ModelManifest(name=name, files=tuple(entries), created=created)
         _delete_stale(s3, settings, name, {f"{name}/{f.path}" for f in manifest.files} | {f"{name}/{MANIFEST}"})
         s3.put_object(Bucket=settings.bucket, Key=f"{name}/{MANIFEST}", Body=manifest.to_json(),
                       ContentType="application/json", Metadata={"sha256": manifest.digest})
@@ -209,7 +234,18 @@ def push(settings: Settings, folder: Path, name: str, *, progress: Progress = _q
         raise
     except Exception as exc:
         raise store_error(exc, settings, f"push {name}") from None
+    finally:
+        hasher.shutdown(wait=True, cancel_futures=True)  # after a failure: no hashing of the remaining files
     return manifest
+
+
+def _hash_result(pending: concurrent.futures.Future[str], folder: Path) -> str:
+    try:
+        return pending.result()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the model directory {folder}: {exc.strerror or exc}",
+                          resolution="check the files' permissions; do not change the folder during a push"
+                          ) from None
 
 
 def _objects(s3: Any, settings: Settings, prefix: str) -> Iterator[dict[str, Any]]:

@@ -23,6 +23,10 @@ GPU_RESOURCE = "amd.com/gpu"
 GPU_PRESENT_LABEL = "amd.com/gpu.present"  # set by hybrid-knative's GPU node labelling
 # Pinned ROCm serving images (plain, explicit tags; 10–20 GB, amd64 only). Check with
 # `skopeo inspect docker://IMAGE` before changing; bundles carry them only with `--with ml-rocm`.
+# vLLM: listed by AMD (ROCm 6.4.1, vLLM 0.9.1, PyTorch 2.7.0) in
+# https://rocm.docs.amd.com/en/docs-7.1.0/how-to/rocm-for-ai/inference/benchmark-docker/previous-versions/vllm-history.html
+# PyTorch: `docker pull`ed in AMD's Ray-on-ROCm install guide (https://rocm.docs.amd.com/projects/ray/, the
+# ROCm 6.4.1 edition) and used as a FROM image publicly; no Docker Hub tag page was reachable to confirm it.
 VLLM_ROCM_IMAGE = "docker.io/rocm/vllm:rocm6.4.1_vllm_0.9.1_20250715"
 PYTORCH_ROCM_IMAGE = "docker.io/rocm/pytorch:rocm6.4.1_ubuntu24.04_py3.12_pytorch_release_2.6.0"
 SHM = "/dev/shm"  # noqa: S108 - the container's shared memory mount (memory-backed emptyDir)

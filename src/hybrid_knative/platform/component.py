@@ -112,6 +112,8 @@ class Component:
     - ``bundle_images``: images a bundle carries beyond those its rendered objects reference.
     - ``bundle_option``: `bundle create --with NAME` adds a component that is not enabled by default.
     - ``bundle_always``: a bundle always carries its upstream files and ``bundle_images`` (MicroK8s's own).
+    - ``bundle_requires``: other bundle options its ``bundle_option`` implies (``ml-rocm`` → ``ml``).
+    - ``bundle_arches``: the only architectures its ``bundle_images`` exist for (None: every ``--arch``).
     """
 
     name: str
@@ -126,6 +128,8 @@ class Component:
     bundle_images: Callable[[RenderContext], Sequence[str]] | None = None
     bundle_option: str | None = None
     bundle_always: bool = False
+    bundle_requires: tuple[str, ...] = ()
+    bundle_arches: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.name or self.name != self.name.lower() or not self.name.replace("-", "").isalnum():

@@ -55,6 +55,13 @@ class HostProbes:
         Raises TemporaryError when the name does not resolve or nothing answers (worth retrying
         while routes settle), PermanentError for a URL we cannot probe.
         """
+        return self._request("GET", url, via=via)
+
+    def post_json(self, url: str, body: object, *, via: str | None = None) -> HttpAnswer:
+        """POST ``body`` as JSON to ``url`` from this host (same resolution and errors as :meth:`get`)."""
+        return self._request("POST", url, via=via, body=body)
+
+    def _request(self, method: str, url: str, *, via: str | None, body: object = None) -> HttpAnswer:
         parts = urllib.parse.urlsplit(url)
         host = parts.hostname
         if parts.scheme != "http" or not host:
@@ -71,8 +78,8 @@ class HostProbes:
         with requests.Session() as session:
             session.trust_env = False  # no proxies: the point is to reach the node's ingress directly
             try:
-                resp = session.get(target, headers={"Host": parts.netloc}, timeout=self.timeout,
-                                   allow_redirects=False)
+                resp = session.request(method, target, headers={"Host": parts.netloc}, timeout=self.timeout,
+                                       allow_redirects=False, json=body if method == "POST" else None)
             except requests.RequestException as exc:
                 raise TemporaryError(f"no HTTP answer from {host} ({address}:{port}): {type(exc).__name__}") from None
         return HttpAnswer(url=url, address=address, status=resp.status_code, body=resp.text[:4096])
