@@ -204,3 +204,30 @@ def test_yes_but_enable_fails_or_never_answers(make_dev_cluster: Callable[..., D
     assert "did not answer within 1s" in silent.stderr and "nothing was built or deployed" in silent.stderr
     assert "not reachable yet (ConnectionError)" in silent.stderr
     nothing_deployed(cluster, silent.stderr)
+
+
+def test_events_tail_without_a_registry_offers_the_addon_like_deploy(make_dev_cluster: Callable[..., DevCluster],
+                                                                      builder: Builder, addon: Addon,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    cluster = make_dev_cluster(registry_addon=False)
+    addon.install(cluster.kubeconfig)
+    args = ["events", "tail", "--kubeconfig", str(cluster.kubeconfig), "--mirror",
+            f"docker.io={builder.registry.host}", "--storage-root", str(builder.storage), "--timeout", "5"]
+    # no terminal: a clear error naming the ways out, nothing built or subscribed
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and "[Y/n]" not in result.stderr
+    for needle in ("no container registry", "sudo microk8s enable registry", "--registry", "--yes"):
+        assert needle in result.stderr, result.stderr
+    # a person who answers no
+    monkeypatch.setattr(cli_dev, "_can_ask", lambda: True)
+    declined = CliRunner().invoke(cli, args, input="n\n")
+    assert declined.exit_code == 2 and "Enable MicroK8s's registry addon now? [Y/n]" in declined.stderr
+    assert addon.enable_calls() == []
+    assert cluster.server.list(SERVING, "services", "default") == []
+    assert cluster.server.list("eventing.knative.dev/v1", "triggers", "default") == []
+    assert "Traceback" not in result.stderr + declined.stderr
+
+
+def test_events_tail_refuses_a_bad_type_prefix_before_anything() -> None:
+    result = CliRunner().invoke(cli, ["events", "tail", "--type-prefix", "org ros2", "--kubeconfig", "/nonexistent"])
+    assert result.exit_code == 2 and "--type-prefix" in result.stderr and "kubeconfig" not in result.stderr

@@ -324,13 +324,15 @@ def events_send(verbose: int, quiet: bool, event_type: str, data: str | None, ev
               "bridges' topics and replies).")
 @click.option("--remove", is_flag=True, help="Remove the event-display service and its Trigger, then exit.")
 @click.option("--timeout", type=click.FloatRange(1, 86400), default=300, show_default=True)
+@click.option("-y", "--yes", is_flag=True, help="When there is no registry (MicroK8s's registry addon is not "
+              "enabled and no --registry), enable the addon without asking.")
 @namespace_option
 @build_options
 @kube_options
 @verbosity_options
 @handle_errors
 def events_tail(verbose: int, quiet: bool, broker: str, event_type: str | None, type_prefix: str | None,
-                remove: bool, timeout: float,
+                remove: bool, timeout: float, yes: bool,
                 namespace: str | None, registry: str | None, mirrors: tuple[str, ...], offline: bool,
                 wheelhouse: Path | None, storage_root: Path | None, kubeconfig: Path | None,
                 context: str | None) -> None:
@@ -338,9 +340,13 @@ def events_tail(verbose: int, quiet: bool, broker: str, event_type: str | None, 
 
     Deploys (once) a small event-display service, built from the package's template and pushed to the
     cluster registry, with a Trigger on the Broker; it stays for the next tail (`--remove` removes it).
+    Without a registry it offers to enable MicroK8s's registry addon, as deploy does (--yes accepts).
     """
     from hybrid_knative.kube.objects import ref_of
 
+    if type_prefix is not None and (not type_prefix.strip() or any(c.isspace() for c in type_prefix)):
+        raise click.BadParameter(f"{type_prefix!r}: expected a type prefix such as org.ros2.",
+                                 param_hint="--type-prefix")
     status = make_status(verbose, quiet)
     ns = namespace or "default"
     kube = connect(kubeconfig, context)
@@ -351,13 +357,11 @@ def events_tail(verbose: int, quiet: bool, broker: str, event_type: str | None, 
                 status.info(f"✓ removed {ref_of(obj)}")
         return
     eventing.broker_address(kube, ns, broker)
-    target = registries.choose(kube, override=registry)
+    target = registries.ensure(kube, override=registry, offer=lambda: _offer_registry_addon(yes), runner=Runner(),
+                               status=status, timeout=timeout)
     buildah = make_buildah(storage_root, parse_mirrors(mirrors, offline=offline, registry=target.push))
     image = build_event_display(buildah, target, ns, status)
     filters = {"type": event_type} if event_type else None
-    if type_prefix is not None and (not type_prefix.strip() or any(c.isspace() for c in type_prefix)):
-        raise click.BadParameter(f"{type_prefix!r}: expected a type prefix such as org.ros2.",
-                                 param_hint="--type-prefix")
     objs = eventing.tail_objects(ns, image, broker, filters, type_prefix)
     outcome = deploying.DeployOutcome()
     with status.step(f"Subscribe {eventing.TAIL_NAME} to Broker {ns}/{broker}"):

@@ -74,7 +74,7 @@ def ensure(kube: KubeApi, *, override: str | None, offer: Callable[[], bool], ru
                           details="the cluster has no Service container-registry/registry (MicroK8s's registry "
                           "addon), and it was not enabled (declined, or no terminal to ask on)",
                           resolution=f"enable it with `{ENABLE_COMMAND}` (it serves localhost:32000 on every node), "
-                          "re-run deploy with --yes to let it do that, or pass --registry HOST[:PORT] of a "
+                          "re-run with --yes to let it do that, or pass --registry HOST[:PORT] of a "
                           "registry the nodes can pull from")
     with status.step("Enable MicroK8s's registry addon (microk8s enable registry)"):
         microk8s.enable_addon(runner, "registry", timeout=max(timeout, 60.0))
