@@ -91,7 +91,7 @@ def hub() -> None:
               help="Requests a source may make at once before --rate applies.")
 @click.option("--add-node-ttl", type=click.IntRange(60, 604800), default=600, show_default=True,
               help="Lifetime (seconds) of the MicroK8s join token handed to each device.")
-@click.option("--join-pool", "join_pool", type=click.IntRange(0, 256), default=12, show_default=True,
+@click.option("--join-pool", "join_pool", type=click.IntRange(0, 256), default=16, show_default=True,
               help="MicroK8s join tokens (single use) the hub creates ahead, so that a burst of enrolments "
                    "does not wait on `microk8s add-node`; 0: one add-node per enrolment.")
 @click.option("--join-pool-margin", type=click.IntRange(10, 604800), default=None,

@@ -82,7 +82,7 @@ class HubSettings:
     mdns: bool = True
     handshake_timeout: float = 10.0  # whole-request deadline: TLS handshake + headers + body
     max_workers: int = 8  # concurrent add-node calls
-    pool_size: int = 12  # join tokens created ahead for a burst of enrolments (0: one add-node per enrolment)
+    pool_size: int = 16  # join tokens created ahead for a burst of enrolments (0: one add-node per enrolment)
     pool_margin: int | None = None  # a pooled join token is handed out only while younger than ttl - margin
     max_connections: int = 256  # open connections in total (well below systemd's fd limit of 1024)
     max_per_source: int = 16  # open connections per source address
@@ -184,6 +184,18 @@ def _timestamp(value: Any) -> float | None:
 class Reply:
     status: int
     body: Mapping[str, Any]
+
+
+@dataclasses.dataclass
+class _Retirement:
+    stale: set[str] = dataclasses.field(default_factory=set)  # hashes to remove from MicroK8s's file
+    issued: set[str] = dataclasses.field(default_factory=set)  # those among them that enrolments were given
+    ledger: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # the ledger entries to keep
+    rewrite_ledger: bool = False
+
+    @property
+    def due(self) -> bool:
+        return bool(self.stale) or self.rewrite_ledger
 
 
 @dataclasses.dataclass
@@ -423,13 +435,13 @@ class Hub:
         or pooled ones ``add_node_ttl`` seconds after they were created (used or not: a used single-use
         token is already gone), and at once the ones this process discarded from its pool. Other lines
         (an operator's own tokens) are never touched. Returns how many lines were removed."""
-        if not self._stale_join_tokens(quick=True)[0]:
+        if not self._stale_join_tokens().due:
             return 0  # the common case, without blocking token creation
         path = self.settings.cluster_tokens_file
         with self.tokens_lock.exclusive():  # no add-node appends to the file while it is rewritten
-            stale, issued_stale, ledger_keep, ledger_changed = self._stale_join_tokens(quick=False)
+            plan = self._stale_join_tokens()  # exact now: nothing is being created
             removed = 0
-            if stale:
+            if plan.stale:
                 try:
                     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
                 except FileNotFoundError:
@@ -438,50 +450,49 @@ class Hub:
                     log.warning("cannot read %s to retire join tokens: %s", path, exc.strerror)
                     return 0
                 keep = [line for line in lines
-                        if hashlib.sha256(line.split("|", 1)[0].strip().encode()).hexdigest() not in stale]
+                        if hashlib.sha256(line.split("|", 1)[0].strip().encode()).hexdigest() not in plan.stale]
                 removed = len(lines) - len(keep)
                 if removed:
                     atomic_write(path, "".join(keep), mode=0o600)
-            if ledger_changed:
-                self.pool.ledger.rewrite(ledger_keep)
-        self.pool.forget_dropped(stale)
-        if issued_stale:
+            if plan.rewrite_ledger:
+                self.pool.ledger.rewrite(plan.ledger)
+        self.pool.forget_dropped(plan.stale)
+        if plan.issued:
             with self.state.transaction() as data:
                 for record in data["enrolments"].values():
                     for issued in record.get("join_tokens") or []:
-                        if issued["sha256"] in issued_stale:
+                        if issued["sha256"] in plan.issued:
                             issued["retired"] = True
         return removed
 
-    def _stale_join_tokens(self, *, quick: bool) -> tuple[set[str], set[str], list[dict[str, Any]], bool]:
-        """(all stale hashes, the issued ones among them, the ledger entries to keep, whether the ledger
-        shrinks). Exact only under the exclusive lock; ``quick`` looks without it (may over-report)."""
+    def _stale_join_tokens(self) -> _Retirement:
+        """What a retire pass would do now (exact under the exclusive lock; a cheap look without it)."""
         now, ttl = self.clock(), self.settings.add_node_ttl
         live = self.pool.live()  # before reading the state: a token settled since is in the state then
-        issued_stale: set[str] = set()
+        plan = _Retirement()
         handed: set[str] = set()
         for record in self.state.read()["enrolments"].values():
             for issued in record.get("join_tokens") or []:
                 handed.add(str(issued["sha256"]))
                 born = float(issued.get("created", issued["issued"]))
                 if not issued.get("retired") and now - born >= ttl:
-                    issued_stale.add(str(issued["sha256"]))
-        stale = set(issued_stale)
-        keep: list[dict[str, Any]] = []
+                    plan.issued.add(str(issued["sha256"]))
+        plan.stale |= plan.issued
         entries = self.pool.ledger.entries()
         for entry in entries:
             digest = entry["sha256"]
             if digest in handed:
                 continue  # its enrolment's record governs it now
             if digest in live:
-                keep.append(entry)
+                plan.ledger.append(entry)
             elif now - entry["created"] >= ttl or entry["owner"] == self.pool.owner:
-                stale.add(digest)  # expired, or discarded by this process (an older process's: at its ttl)
+                plan.stale.add(digest)  # expired, or discarded by this process (an older process's: at its ttl)
             else:
-                keep.append(entry)
-        if quick:
-            stale |= {e["sha256"] for e in entries if e["sha256"] in handed}  # the ledger can shrink
-        return stale, issued_stale, keep, len(keep) != len(entries)
+                plan.ledger.append(entry)
+        dropped = len(entries) - len(plan.ledger)
+        # the ledger shrinks when it retires something, or once enough handed entries piled up (not per enrolment)
+        plan.rewrite_ledger = dropped > 0 and (bool(plan.stale) or dropped > 4 * self.settings.pool_size + 64)
+        return plan
 
     def _retire_throttled(self) -> None:
         """From node watchers (each polls): one retire pass a second is plenty."""
