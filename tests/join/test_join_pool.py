@@ -322,10 +322,11 @@ from tests.harness.emulator import ApiServer
 
 root, fake, microk8s, round_ = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 real = os.fsync
-def slow_fsync(fd):  # widen the window a kill can land in: between writing the new state and renaming it
-    time.sleep(0.02)
+def announced_fsync(fd):  # the parent kills this process right here: new data written, not yet in place
+    print("fsync", flush=True)
+    time.sleep(0.5)
     real(fd)
-os.fsync = slow_fsync
+os.fsync = announced_fsync
 with ApiServer() as api:
     settings = HubSettings(state_dir=root / "state", cluster_name="crash", listen="127.0.0.1", port=0,
                            advertise=("127.0.0.1",), microk8s=microk8s, mdns=False, pool_size=4,
@@ -345,23 +346,28 @@ with ApiServer() as api:
 
 def test_a_hub_killed_mid_write_loses_nothing_it_answered(env: Env) -> None:
     answered: list[dict[str, str]] = []
-    for round_, delay in enumerate((0.31, 0.57, 0.83)):
+    for round_, kill_at in enumerate((4, 7, 5)):  # killed inside its 4th, 7th, 5th fsync (a write of the state)
         child = subprocess.Popen([sys.executable, "-c", CHILD, str(env.root), str(env.fake), FAKE_MICROK8S,
                                   str(round_)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                  env={**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'src'}"})
         assert child.stdout is not None
-        lines: list[str] = []
-        deadline = time.monotonic() + 60
-        while len(lines) < 3 and time.monotonic() < deadline:  # it is enrolling: let it go on a little
+        writes = 0
+        deadline = time.monotonic() + 120
+        while writes < kill_at and time.monotonic() < deadline:
             line = child.stdout.readline()
             if not line:
                 break
-            lines.append(line)
-        assert len(lines) >= 3, child.stderr.read() if child.poll() is not None else "no progress"
-        time.sleep(delay)
-        child.send_signal(signal.SIGKILL)
+            if line.startswith("fsync"):
+                writes += 1
+            elif line.strip():
+                answered.append(json.loads(line))
+        if writes < kill_at:
+            child.kill()
+            raise AssertionError(f"round {round_}: the child stopped early: {child.communicate(timeout=30)[1][-2000:]}")
+        child.send_signal(signal.SIGKILL)  # mid-write: it announced the fsync and sleeps before the rename
         rest, _ = child.communicate(timeout=30)
-        answered += [json.loads(x) for x in [*lines, *rest.splitlines()] if x.strip()]
+        answered += [json.loads(x) for x in rest.splitlines() if x.strip() and not x.startswith("fsync")]
+    assert len(answered) >= 3
     # the state file is whole (valid JSON, never half of a write) and holds every answered enrolment,
     # with the join token it was answered with
     data = json.loads((env.root / "state" / "state.json").read_text())
@@ -383,3 +389,39 @@ def test_a_hub_killed_mid_write_loses_nothing_it_answered(env: Env) -> None:
 def test_join_token_repr_has_no_secret() -> None:
     token = JoinToken("s" * 32, ("10.0.0.1:25000/" + "s" * 32 + "/x",), token_sha256("s" * 32), 0.0)
     assert "s" * 32 not in repr(token)
+
+
+# --- the fake `microk8s add-node` refuses what MicroK8s refuses ---------------------------------------------
+
+
+@pytest.mark.parametrize(("args", "code", "stdout"), [
+    (["--token", "a" * 31, "--format", "json"], 1, "Invalid token size.  It must be 32 characters long."),
+    (["--token", "a" * 32, "--token-ttl", "soon"], 2, ""),
+    (["--token", "a" * 32, "--format", "xml"], 2, ""),
+    (["--token", "a" * 32, "--uses", "1"], 2, ""),
+    (["--format", "json", "--help"], 0, "usage: microk8s add-node"),
+])
+def test_the_fake_add_node_refuses_like_microk8s(tmp_path: Path, args: list[str], code: int, stdout: str) -> None:
+    env = {**os.environ, "FAKE_MK8S_DIR": str(tmp_path)}
+    done = subprocess.run([FAKE_MICROK8S, "add-node", *args], env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == code, done
+    assert stdout in done.stdout
+    if code:
+        assert not (tmp_path / "credentials" / "cluster-tokens.txt").exists()  # nothing written on refusal
+    if code == 2:
+        assert "usage: microk8s add-node" in done.stderr  # argparse's error, on stderr
+
+
+def test_the_fake_add_node_writes_microk8s_token_lines(tmp_path: Path) -> None:
+    env = {**os.environ, "FAKE_MK8S_DIR": str(tmp_path), "FAKE_MK8S_IPS": "10.0.0.1,10.0.0.2"}
+    once, reusable = "a" * 32, "b" * 32
+    for token, ttl in ((once, "-1"), (reusable, "60")):
+        done = subprocess.run([FAKE_MICROK8S, "add-node", "--token", token, "--token-ttl", ttl, "--format", "json"],
+                              env=env, capture_output=True, text=True, timeout=30, check=True)
+        assert [u.split("/")[1] for u in json.loads(done.stdout)["urls"]] == [token, token]
+    lines = (tmp_path / "credentials" / "cluster-tokens.txt").read_text().splitlines()
+    assert lines[0] == once and lines[1].startswith(reusable + "|")  # -1: single use; else "token|expiry"
+    (tmp_path / "stopped").touch()
+    done = subprocess.run([FAKE_MICROK8S, "add-node", "--format", "json"], env=env, capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 1 and "not running" in done.stdout
