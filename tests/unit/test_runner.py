@@ -64,3 +64,18 @@ def test_signals_and_not_executable(tmp_path: Path, direct: bool) -> None:
     script.write_text("#!/bin/sh\necho hi\n")  # not executable
     with pytest.raises(PermanentError):
         Runner().run([str(script)], direct=direct)
+
+
+def test_redacted_arguments_stay_out_of_the_log(caplog: pytest.LogCaptureFixture, direct: bool) -> None:
+    caplog.set_level("DEBUG", logger="hybrid_knative.system.runner")
+    Runner().run(["echo", "s3cr3t-token"], direct=direct, redact=True)
+    assert "s3cr3t-token" not in caplog.text and "echo" in caplog.text
+
+
+def test_redacted_arguments_stay_out_of_errors(direct: bool) -> None:
+    with pytest.raises(CommandError) as err:
+        Runner().run(["sh", "-c", "exit 3", "s3cr3t-token"], direct=direct, redact=True)
+    assert "s3cr3t-token" not in str(err.value) and "s3cr3t-token" not in err.value.argv
+    with pytest.raises(TemporaryError) as late:
+        Runner().run(["sh", "-c", "sleep 10", "s3cr3t-token"], timeout=0.2, direct=direct, redact=True)
+    assert "s3cr3t-token" not in str(late.value)

@@ -420,7 +420,7 @@ class Hub:
         if no node used it. Run straight through subprocess (no sh): this is the join hot path."""
         argv = [self.settings.microk8s, "add-node", "--token", cluster_token, "--token-ttl", "-1", "--format", "json"]
         try:
-            result = self.runner.run(argv, timeout=60, direct=True)
+            result = self.runner.run(argv, timeout=60, direct=True, redact=True)
         except HybridError:
             log.error("microk8s add-node failed")  # never the argv: it holds the cluster token
             return None
@@ -593,7 +593,7 @@ class Hub:
         argv = [self.settings.microk8s, "add-node", "--token", cluster_token, "--token-ttl", str(ttl),
                 "--format", "json"]
         try:
-            result = self.runner.run(argv, timeout=60, direct=True)
+            result = self.runner.run(argv, timeout=60, direct=True, redact=True)
         except HybridError as exc:  # its message would show the argv, which holds the cluster token
             raise PermanentError("microk8s add-node failed: no launch configuration written",
                                  details=f"exit code {getattr(exc, 'returncode', '?')}",

@@ -54,12 +54,17 @@ class Runner:
         cwd: Path | None = None,
         ok_codes: Sequence[int] = (0,),
         direct: bool = False,
+        redact: bool = False,
     ) -> Result:
+        """``redact``: the arguments hold a secret; the debug log and the errors name the command only."""
         args = [str(a) for a in argv]
         if not args:
             raise PermanentError("internal error: empty command")
+        shown = f"{args[0]} … ({len(args) - 1} arguments withheld)" if redact else " ".join(args)
+        named = [args[0], "(arguments withheld)"] if redact else args  # what errors carry
         if direct:
-            return self._run_direct(args, check=check, timeout=timeout, input=input, cwd=cwd, ok_codes=ok_codes)
+            return self._run_direct(args, check=check, timeout=timeout, input=input, cwd=cwd, ok_codes=ok_codes,
+                                    shown=shown, named=named)
         try:
             command = sh.Command(args[0])
         except sh.CommandNotFound:
@@ -68,7 +73,7 @@ class Runner:
                 resolution=f"install {args[0]} or check PATH",
             ) from None
         limit = self.default_timeout if timeout is None else timeout
-        log.debug("run: %s", " ".join(args))
+        log.debug("run: %s", shown)
         try:
             proc = command(
                 *args[1:],
@@ -82,22 +87,22 @@ class Runner:
             )
         except sh.TimeoutException:
             raise TemporaryError(
-                f"command timed out after {limit:g}s: {' '.join(args)}",
+                f"command timed out after {limit:g}s: {shown}",
                 resolution="the command may be waiting on something slow; retry, or raise --timeout",
             ) from None
         except sh.SignalException as exc:
-            raise CommandError(args, -int(getattr(exc, "exit_code", 1)),
+            raise CommandError(named, -int(getattr(exc, "exit_code", 1)),
                                stdout=_text(exc.stdout), stderr=_text(exc.stderr)) from None
         result = Result(tuple(args), int(proc.exit_code), _text(proc.stdout), _text(proc.stderr))
         if check and result.returncode not in ok_codes:
-            raise CommandError(args, result.returncode, stdout=result.stdout, stderr=result.stderr)
+            raise CommandError(named, result.returncode, stdout=result.stdout, stderr=result.stderr)
         return result
 
 
     def _run_direct(self, args: list[str], *, check: bool, timeout: float | None, input: str | bytes | None,
-                    cwd: Path | None, ok_codes: Sequence[int]) -> Result:
+                    cwd: Path | None, ok_codes: Sequence[int], shown: str, named: list[str]) -> Result:
         limit = self.default_timeout if timeout is None else timeout
-        log.debug("run: %s", " ".join(args))
+        log.debug("run: %s", shown)
         data = input.encode("utf-8") if isinstance(input, str) else input
         try:
             proc = subprocess.run(  # an argv list, never a shell string
@@ -114,12 +119,12 @@ class Runner:
                                  resolution=f"check the permissions of {args[0]}") from None
         except subprocess.TimeoutExpired:
             raise TemporaryError(
-                f"command timed out after {limit:g}s: {' '.join(args)}",
+                f"command timed out after {limit:g}s: {shown}",
                 resolution="the command may be waiting on something slow; retry, or raise --timeout",
             ) from None
         result = Result(tuple(args), int(proc.returncode), _text(proc.stdout), _text(proc.stderr))
         if check and result.returncode not in ok_codes:
-            raise CommandError(args, result.returncode, stdout=result.stdout, stderr=result.stderr)
+            raise CommandError(named, result.returncode, stdout=result.stdout, stderr=result.stderr)
         return result
 
 
