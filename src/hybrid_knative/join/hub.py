@@ -245,6 +245,13 @@ class Hub:
             if enrolment.state == "issued":
                 self.watch_node(enrolment.enrolment_id)
 
+    def warm_up(self) -> None:
+        """Connect to the API server before the first enrolment needs it (not while a burst waits)."""
+        try:
+            self.kube()
+        except Exception as exc:  # the first enrolment will report it (503) and retry
+            log.warning("cannot connect to the cluster yet: %s", getattr(exc, "brief", None) or exc)
+
     def stop(self) -> None:
         self._stop.set()
         self.pool.close()
@@ -301,8 +308,8 @@ class Hub:
                     return Reply(503, {"error": "the hub cannot create a join token right now; retry later"})
             used = False
             try:
-                with self.state.transaction() as data:
-                    decision = self._decide(data, token, device, digest, source, now, join)
+                decision = self.state.apply(
+                    lambda data: self._decide(data, token, device, digest, source, now, join))  # noqa: B023
                 used = decision.issue and join is not None
             finally:
                 if join is not None:
@@ -900,6 +907,7 @@ def serve(hub: Hub) -> RunningHub:
     hub.write_info(int(server.server_address[1]))
     hub.resume_watches()
     hub.pool.start()
+    threading.Thread(target=hub.warm_up, name="hub-warm-up", daemon=True).start()
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="hub-http",
                               daemon=True)
     thread.start()

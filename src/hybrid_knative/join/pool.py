@@ -176,10 +176,12 @@ class JoinTokenPool:
             self._taken.discard(token.sha256)
 
     def give_back(self, token: JoinToken) -> None:
-        """A token that was never sent to anybody (the request was refused after taking it)."""
+        """A token that was never sent to anybody (the request was refused after taking it): back into the
+        pool, or — too old, or the pool refilled meanwhile — dropped (the hub retires it)."""
         with self._mutex:
             self._taken.discard(token.sha256)
-            if self.clock() - token.created < self.ttl - self.margin and not self._stop.is_set():
+            fresh = self.clock() - token.created < self.ttl - self.margin
+            if fresh and not self._stop.is_set() and len(self._ready) < self.size:
                 self._ready.append(token)  # younger than some, but still fresh enough: order barely matters
             else:
                 self._dropped.add(token.sha256)
