@@ -62,6 +62,8 @@ def _trial(world: World, lan: Lan, root: Path, fake: Path, config: Config, trial
     state = root / f"hub-{config.devices}-{'-'.join(config.args) or 'default'}-{trial}"
     hub = world.start_hub(state, port=port, extra=(*HUB_ARGS, *config.args))
     try:
+        if config.args != ("--join-pool", "0"):
+            hub.wait_for("join token pool ready", timeout=120)  # as on a hub that has been running a while
         text = world.token(state, "--uses", str(config.devices))
         out = subprocess.run(lan.cmd("dev2", [sys.executable, "-m", "tests.join.swarm", text, str(config.devices),
                                               f"b{port}-"]),

@@ -140,9 +140,6 @@ def hub_start(verbose: int, quiet: bool, state_dir: Path | None, listen: str, po
     status = make_status(verbose, quiet)
     with status.step(f"start the hub for cluster {name}"):
         running = serve(Hub(settings))
-        if settings.pool_size and not running.hub.pool.wait_ready(timeout=30):
-            click.echo("warning: the join token pool is not full yet (does `microk8s add-node` work?); "
-                       "enrolments create their join tokens one by one meanwhile", err=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -150,6 +147,17 @@ def hub_start(verbose: int, quiet: bool, state_dir: Path | None, listen: str, po
                f"{', '.join(f'{a}:{running.port}' for a in addresses)}")
     click.echo(f"CA fingerprint sha256:{running.hub.pki.fingerprint}", nl=True)
     sys_stdout_flush()
+    if settings.pool_size:
+        deadline = time.monotonic() + 60
+        ready = False
+        while not ready and not stop.is_set() and time.monotonic() < deadline and not running.hub.pool.failures:
+            ready = running.hub.pool.wait_ready(timeout=0.5)
+        if ready:
+            click.echo(f"join token pool ready ({settings.pool_size} single-use tokens)")
+        elif not stop.is_set():
+            click.echo("warning: the join token pool is not full yet (does `microk8s add-node` work?); "
+                       "enrolments create their join tokens one by one meanwhile", err=True)
+        sys_stdout_flush()
     try:
         while not stop.wait(0.5):
             pass

@@ -149,6 +149,8 @@ class JoinTokenPool:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._on_discard = on_discard
+        self._filling = 0  # creations under way for the pool
+        self.fill_parallel = max(1, max_creating // 2)  # the rest of the add-node slots stay for fallbacks
         self.failures = 0  # add-node failures in a row (the refiller backs off)
         self.created = 0  # tokens created in this process (figures for tests and benchmarks)
 
@@ -234,26 +236,43 @@ class JoinTokenPool:
             return sorted(self._dropped)
 
     def fill(self) -> int:
-        """Create tokens until the pool is full (or add-node fails); returns how many were added."""
-        added = 0
-        while not self._stop.is_set():
-            with self._mutex:
-                self._expire(self.clock())
-                missing = self.size - len(self._ready) - len(self._creating)
-            if missing <= 0:
-                break
-            with self._slots:
-                token = self._make()
-            if token is None:
-                break
-            with self._mutex:
-                self._taken.discard(token.sha256)
-                if self._stop.is_set():
-                    self._dropped.add(token.sha256)
-                else:
-                    self._ready.append(token)
-                    added += 1
-        return added
+        """Create tokens until the pool is full (or add-node fails), a few at a time; returns how many
+        were added."""
+        added: list[int] = []
+
+        def worker() -> None:
+            while not self._stop.is_set():
+                with self._mutex:
+                    self._expire(self.clock())
+                    if self.size - len(self._ready) - self._filling <= 0:
+                        return
+                    self._filling += 1
+                token: JoinToken | None = None
+                try:
+                    with self._slots:
+                        token = self._make()
+                finally:
+                    with self._mutex:
+                        self._filling -= 1
+                        if token is not None:
+                            self._taken.discard(token.sha256)
+                            if self._stop.is_set():
+                                self._dropped.add(token.sha256)
+                            else:
+                                self._ready.append(token)
+                                added.append(1)
+                if token is None:
+                    return
+
+        with self._mutex:
+            missing = self.size - len(self._ready) - self._filling
+        workers = [threading.Thread(target=worker, name="join-token-fill", daemon=True)
+                   for _ in range(max(0, min(missing, self.fill_parallel)))]
+        for thread in workers:
+            thread.start()
+        for thread in workers:
+            thread.join()
+        return len(added)
 
     def _run(self) -> None:
         while not self._stop.is_set():
