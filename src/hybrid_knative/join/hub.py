@@ -535,6 +535,9 @@ class Hub:
     def _watch(self, enrolment_id: str) -> None:
         try:
             deadline = time.monotonic() + self.settings.node_timeout
+            # the device has yet to run `microk8s join` (seconds): the first look waits one interval, so
+            # a burst of enrolments is not also a burst of Node lookups
+            self._stop.wait(self.settings.poll_interval)
             while not self._stop.is_set() and time.monotonic() < deadline:
                 enrolment = self.state.enrolment(enrolment_id)
                 if enrolment is None or enrolment.state != "issued":
