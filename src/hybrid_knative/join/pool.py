@@ -150,7 +150,8 @@ class JoinTokenPool:
         self._thread: threading.Thread | None = None
         self._on_discard = on_discard
         self._filling = 0  # creations under way for the pool
-        self.fill_parallel = max(1, max_creating // 2)  # the rest of the add-node slots stay for fallbacks
+        self._fallbacks = 0  # requests creating their own token (the pool was empty)
+        self.fill_parallel = max(1, max_creating // 2)
         self.failures = 0  # add-node failures in a row (the refiller backs off)
         self.created = 0  # tokens created in this process (figures for tests and benchmarks)
 
@@ -168,9 +169,19 @@ class JoinTokenPool:
         return token
 
     def create_now(self) -> JoinToken | None:
-        """The fallback when the pool is empty: create one for this request (bounded concurrency)."""
-        with self._slots:
-            return self._make()
+        """The fallback when the pool is empty: create one for this request (bounded concurrency). While
+        any request waits on one, the refill pauses: every add-node slot serves a waiting device first."""
+        with self._mutex:
+            self._fallbacks += 1
+        try:
+            with self._slots:
+                return self._make()
+        finally:
+            with self._mutex:
+                self._fallbacks -= 1
+                resume = self._fallbacks == 0
+            if resume:
+                self._wake.set()
 
     def settled(self, token: JoinToken) -> None:
         """The request recorded the token with its enrolment (it is no longer the pool's business)."""
@@ -244,8 +255,8 @@ class JoinTokenPool:
             while not self._stop.is_set():
                 with self._mutex:
                     self._expire(self.clock())
-                    if self.size - len(self._ready) - self._filling <= 0:
-                        return
+                    if self.size - len(self._ready) - self._filling <= 0 or self._fallbacks:
+                        return  # full, or devices are waiting on their own add-node: they go first
                     self._filling += 1
                 token: JoinToken | None = None
                 try:
