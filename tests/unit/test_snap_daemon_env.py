@@ -27,7 +27,8 @@ def test_agent_reads_the_enrolment_file_from_the_environment(tmp_path: Path) -> 
 
 def test_hub_state_dir_from_the_environment(tmp_path: Path) -> None:
     state = tmp_path / "hub"
-    result = CliRunner().invoke(cli, ["token", "list"], env={"HYBRID_KNATIVE_HUB_DIR": str(state)})
+    result = CliRunner().invoke(cli, ["token", "create", "--hub", "127.0.0.1:9"],
+                                env={"HYBRID_KNATIVE_HUB_DIR": str(state)})
     assert result.exit_code == 0, result.output
-    assert (state / "state.lock").exists()  # the hub's state folder came from the variable
+    assert (state / "state.json").exists()  # the hub's state folder came from the variable (reads create nothing)
     assert "HYBRID_KNATIVE_HUB_DIR" in CliRunner().invoke(cli, ["hub", "start", "--help"]).output

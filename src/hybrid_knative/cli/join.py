@@ -91,6 +91,13 @@ def hub() -> None:
               help="Requests a source may make at once before --rate applies.")
 @click.option("--add-node-ttl", type=click.IntRange(60, 604800), default=600, show_default=True,
               help="Lifetime (seconds) of the MicroK8s join token handed to each device.")
+@click.option("--join-pool", "join_pool", type=click.IntRange(0, 256), default=64, show_default=True,
+              help="MicroK8s join tokens (single use) the hub creates ahead, so that a burst of enrolments "
+                   "does not wait on `microk8s add-node` (size it for the largest burst of devices enrolling at once; "
+                   "expired ones are replaced, about one add-node per 7 s at 64); 0: one add-node per enrolment.")
+@click.option("--join-pool-margin", type=click.IntRange(10, 604800), default=None,
+              help="A pooled join token is handed out only while it has at least this many seconds of its "
+                   "--add-node-ttl left (default: a third of it, at most 180).")
 @click.option("--node-timeout", type=FiniteFloatRange(1, 86400), default=1800, show_default=True,
               help="How long to wait for an enrolled device's Node before giving up labelling it.")
 @click.option("--poll-interval", type=FiniteFloatRange(0.01, 60), default=2.0, hidden=True)
@@ -106,8 +113,9 @@ def hub() -> None:
 @handle_errors
 def hub_start(verbose: int, quiet: bool, state_dir: Path | None, listen: str, port: int, advertise: tuple[str, ...],
               cluster_name: str | None, kubeconfig: Path | None, context: str | None, no_mdns: bool, rate: float,
-              burst: int, add_node_ttl: int, node_timeout: float, poll_interval: float, microk8s_cmd: str,
-              max_connections: int, max_per_source: int, cluster_tokens_file: Path) -> None:
+              burst: int, add_node_ttl: int, join_pool: int, join_pool_margin: int | None, node_timeout: float,
+              poll_interval: float, microk8s_cmd: str, max_connections: int, max_per_source: int,
+              cluster_tokens_file: Path) -> None:
     """Serve enrolments until interrupted (SIGINT/SIGTERM)."""
     import logging
 
@@ -126,7 +134,8 @@ def hub_start(verbose: int, quiet: bool, state_dir: Path | None, listen: str, po
         raise ConfigError(f"invalid --cluster-name {name[:80]!r}", resolution="letters, digits, '-', '_', '.'")
     settings = HubSettings(state_dir=state_dir or default_hub_dir(), cluster_name=name, listen=listen, port=port,
                            advertise=addresses, kubeconfig=kubeconfig, context=context, microk8s=microk8s_cmd,
-                           add_node_ttl=add_node_ttl, node_timeout=node_timeout, poll_interval=poll_interval,
+                           add_node_ttl=add_node_ttl, pool_size=join_pool, pool_margin=join_pool_margin,
+                           node_timeout=node_timeout, poll_interval=poll_interval,
                            rate=rate, burst=burst, mdns=not no_mdns, cluster_tokens_file=cluster_tokens_file,
                            max_connections=max_connections, max_per_source=min(max_per_source, max_connections))
     status = make_status(verbose, quiet)
@@ -139,6 +148,17 @@ def hub_start(verbose: int, quiet: bool, state_dir: Path | None, listen: str, po
                f"{', '.join(f'{a}:{running.port}' for a in addresses)}")
     click.echo(f"CA fingerprint sha256:{running.hub.pki.fingerprint}", nl=True)
     sys_stdout_flush()
+    if settings.pool_size:
+        deadline = time.monotonic() + 60
+        ready = False
+        while not ready and not stop.is_set() and time.monotonic() < deadline and not running.hub.pool.failures:
+            ready = running.hub.pool.wait_ready(timeout=0.5)
+        if ready:
+            click.echo(f"join token pool ready ({settings.pool_size} single-use tokens)")
+        elif not stop.is_set():
+            click.echo("warning: the join token pool is not full yet (does `microk8s add-node` work?); "
+                       "enrolments create their join tokens one by one meanwhile", err=True)
+        sys_stdout_flush()
     try:
         while not stop.wait(0.5):
             pass

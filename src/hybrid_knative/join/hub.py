@@ -34,7 +34,8 @@ from hybrid_knative.errors import ConfigError, HybridError, PermanentError
 from hybrid_knative.join import protocol
 from hybrid_knative.join.enrolment import Enrolment, HubAddress, Token, parse_token
 from hybrid_knative.join.pki import HubPki, ensure_pki
-from hybrid_knative.join.state import HubState, NoiseCounter
+from hybrid_knative.join.pool import JoinToken, JoinTokenPool, Ledger, SharedLock
+from hybrid_knative.join.state import HubState, NoiseCounter, RefusalReason
 from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.objects import ObjectRef
 from hybrid_knative.system.files import atomic_write
@@ -81,6 +82,8 @@ class HubSettings:
     mdns: bool = True
     handshake_timeout: float = 10.0  # whole-request deadline: TLS handshake + headers + body
     max_workers: int = 8  # concurrent add-node calls
+    pool_size: int = 64  # join tokens created ahead for a burst of enrolments (0: one add-node per enrolment)
+    pool_margin: int | None = None  # a pooled join token is handed out only while younger than ttl - margin
     max_connections: int = 256  # open connections in total (well below systemd's fd limit of 1024)
     max_per_source: int = 16  # open connections per source address
 
@@ -95,6 +98,13 @@ class HubSettings:
             raise ConfigError(f"--port must be 0-65535 (0: any free port), got {self.port}")
         if not 60 <= self.add_node_ttl <= 7 * 86400:
             raise ConfigError("--add-node-ttl must be between 60 seconds and 7 days")
+        if not 0 <= self.pool_size <= 256:
+            raise ConfigError(f"--join-pool must be 0-256, got {self.pool_size}")
+        if self.pool_margin is not None and not 10 <= self.pool_margin <= self.add_node_ttl - 30:
+            raise ConfigError("--join-pool-margin must be at least 10 seconds and at most --add-node-ttl - 30",
+                              resolution="a pooled join token must leave a device time to join, and be usable")
+        if self.max_workers < 1:
+            raise ConfigError("at least one add-node call must be allowed at a time")
         if self.rate <= 0 or self.burst < 1:
             raise ConfigError("--rate must be positive and --burst at least 1")
         if not self.advertise:
@@ -106,6 +116,11 @@ class HubSettings:
             raise ConfigError(f"{str(self.cluster_tokens_file)[:200]} is not a regular file")
         if self.kubeconfig is not None and not self.kubeconfig.is_file():
             raise ConfigError(f"kubeconfig not found: {self.kubeconfig}")
+
+    @property
+    def token_margin(self) -> int:
+        """Seconds of life a handed-out join token has at least (default: a third of its ttl, ≤ 3 min)."""
+        return self.pool_margin if self.pool_margin is not None else max(10, min(180, self.add_node_ttl // 3))
 
     @property
     def pki_dir(self) -> Path:
@@ -171,6 +186,27 @@ class Reply:
     body: Mapping[str, Any]
 
 
+@dataclasses.dataclass
+class _Retirement:
+    stale: set[str] = dataclasses.field(default_factory=set)  # hashes to remove from MicroK8s's file
+    issued: set[str] = dataclasses.field(default_factory=set)  # those among them that enrolments were given
+    ledger: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # the ledger entries to keep
+    rewrite_ledger: bool = False
+
+    @property
+    def due(self) -> bool:
+        return bool(self.stale) or self.rewrite_ledger
+
+
+@dataclasses.dataclass
+class _Decision:
+    reason: RefusalReason | None = None  # the token may not be used (403)
+    conflict: str | None = None  # a token holder's request that cannot be honoured (409, audited)
+    issue: bool = False  # a join URL is due now
+    new: bool = False  # no enrolment of this machine with this token before this request
+    snapshot: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
 class Hub:
     """The enrolment logic, independent of HTTP (the handler below only parses and replies)."""
 
@@ -184,13 +220,17 @@ class Hub:
                                       addresses=settings.advertise)
         self.limiter = RateLimiter(settings.rate, settings.burst)
         self.refusals = NoiseCounter(self.state)
-        self._add_node = threading.BoundedSemaphore(settings.max_workers)
+        self.tokens_lock = SharedLock()  # add-node appends to MicroK8s's token file; retiring rewrites it
+        self.pool = JoinTokenPool(size=settings.pool_size, ttl=settings.add_node_ttl, margin=settings.token_margin,
+                                  create=self._add_node, ledger=Ledger(settings.state_dir / "join-tokens.jsonl"),
+                                  lock=self.tokens_lock, clock=clock, max_creating=settings.max_workers,
+                                  on_discard=self._retire_quietly)
         self._watching: set[str] = set()
         self._watch_lock = threading.Lock()
+        self._last_retire = -math.inf
         self._stop = threading.Event()
         self._kube: KubeApi | None = None
         self._kube_lock = threading.Lock()
-        self._retire_lock = threading.Lock()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -205,8 +245,17 @@ class Hub:
             if enrolment.state == "issued":
                 self.watch_node(enrolment.enrolment_id)
 
+    def warm_up(self) -> None:
+        """Connect to the API server before the first enrolment needs it (not while a burst waits)."""
+        try:
+            self.kube()
+        except Exception as exc:  # the first enrolment will report it (503) and retry
+            log.warning("cannot connect to the cluster yet: %s", getattr(exc, "brief", None) or exc)
+
     def stop(self) -> None:
         self._stop.set()
+        self.pool.close()
+        self._retire_quietly()  # the tokens left in the pool leave MicroK8s's file with it
         self.refusals.flush()
 
     # --- requests ----------------------------------------------------------------------------
@@ -236,96 +285,114 @@ class Hub:
         return self._enrol(token, device, source)
 
     def _enrol(self, token: Token, device: dict[str, Any], source: str) -> Reply:
-        now = self.clock()
+        """Look first (no write), then — only for a valid token whose holder gets a join URL now — check
+        the cluster for a Node of that name and take a join token (from the pool; created here only when
+        the pool is empty), then decide again and record everything in ONE transaction (one fsync)."""
         digest = facts_digest(device)
-        conflict: str | None = None  # a token holder's request that cannot be honoured (409, audited)
-        issue = False
-        snapshot: dict[str, Any] = {}
-        with self.state.transaction() as data:
-            reason = self.state.check_token(data, token, now)
-            existing = next((e for e in data["enrolments"].values()
-                             if e["machine_id"] == device["machine_id"] and e["token_id"] == token.token_id), None)
-            if reason == "used-up" and existing is not None:
-                reason = None  # the same device coming back does not need another use
-            if reason is None:
-                record = existing
-                if record is not None and (record.get("facts") != digest or record["node_name"] != device["node_name"]):
-                    # what was approved (or issued) is this machine, this node name and these facts
-                    conflict = "facts-changed"
-                elif record is None:
-                    claimed = next((e for e in data["enrolments"].values() if e["node_name"] == device["node_name"]
-                                    and e["machine_id"] != device["machine_id"]), None)
-                    if claimed is not None:
-                        conflict = "name-taken"
-                    else:
-                        tok = data["tokens"][token.token_id]
-                        tok["uses"] = tok.get("uses", 0) + 1
-                        record = self._new_enrolment(tok, device, source, now)
-                        record["facts"] = digest
-                        data["enrolments"][record["id"]] = record
-                if conflict is None and record is not None:
-                    if record["state"] == "joined":
-                        conflict = "already-joined"
-                    elif record["state"] in ("approved", "issued"):
-                        if record.get("urls", 0) >= MAX_JOIN_URLS:
-                            conflict = "join-urls-used-up"
-                        else:
-                            record["urls"] = record.get("urls", 0) + 1  # counted before it exists: no race
-                            issue = True
-                    record["source"] = source
-                    record["updated"] = now
-                    snapshot = dict(record)
-        if reason is not None:
-            self.state.audit("enrol-refused", reason=reason, token_id=token.token_id, source=source,
+        for _attempt in range(2):
+            now = self.clock()
+            look = self._decide(self.state.read(), token, device, digest, source, now, None)
+            join: JoinToken | None = None
+            if look.issue:
+                enrolment_id = look.snapshot["id"]
+                try:
+                    node_conflict = self._node_conflict(look.snapshot["node_name"], enrolment_id)
+                except HybridError as exc:
+                    log.warning("cannot check for an existing node %s: %s", look.snapshot["node_name"], exc.brief)
+                    return Reply(503, {"error": "the hub cannot reach the cluster right now; retry later"})
+                if node_conflict is not None:
+                    return self._conflict(node_conflict, token, source, device["node_name"],
+                                          None if look.new else enrolment_id)
+                join = self.pool.take() or self.pool.create_now()
+                if join is None:
+                    return Reply(503, {"error": "the hub cannot create a join token right now; retry later"})
+            used = False
+            try:
+                decision = self.state.apply(
+                    lambda data: self._decide(data, token, device, digest, source, now, join))  # noqa: B023
+                used = decision.issue and join is not None
+            finally:
+                if join is not None:
+                    (self.pool.settled if used else self.pool.give_back)(join)
+            if decision.issue and join is None:
+                continue  # approved between the look and the transaction: once more, with a join token
+            return self._answer(decision, token, device, source, join)
+        return Reply(503, {"error": "the hub is busy; retry later"})
+
+    def _decide(self, data: dict[str, Any], token: Token, device: Mapping[str, Any], digest: str, source: str,
+                now: float, join: JoinToken | None) -> _Decision:
+        """What this request gets, applied to ``data`` (the state in a transaction, or a copy to look at).
+        With ``join``, an issued join token is recorded too; without, ``issue`` only says one is due."""
+        decision = _Decision()
+        decision.reason = self.state.check_token(data, token, now)
+        existing = next((e for e in data["enrolments"].values()
+                         if e["machine_id"] == device["machine_id"] and e["token_id"] == token.token_id), None)
+        decision.new = existing is None
+        if decision.reason == "used-up" and existing is not None:
+            decision.reason = None  # the same device coming back does not need another use
+        if decision.reason is not None:
+            return decision
+        record = existing
+        if record is not None and (record.get("facts") != digest or record["node_name"] != device["node_name"]):
+            # what was approved (or issued) is this machine, this node name and these facts
+            decision.conflict = "facts-changed"
+            return decision
+        if record is None:
+            claimed = next((e for e in data["enrolments"].values() if e["node_name"] == device["node_name"]
+                            and e["machine_id"] != device["machine_id"]), None)
+            if claimed is not None:
+                decision.conflict = "name-taken"
+                return decision
+            tok = data["tokens"][token.token_id]
+            tok["uses"] = tok.get("uses", 0) + 1
+            record = self._new_enrolment(tok, device, source, now)
+            record["facts"] = digest
+            data["enrolments"][record["id"]] = record
+        if record["state"] == "joined":
+            decision.conflict = "already-joined"
+        elif record["state"] in ("approved", "issued"):
+            if record.get("urls", 0) >= MAX_JOIN_URLS:
+                decision.conflict = "join-urls-used-up"
+            else:
+                decision.issue = True
+                if join is not None:  # counted in the same write that records it: replays cannot mint more
+                    record["urls"] = record.get("urls", 0) + 1
+                    record["state"] = "issued"
+                    record["issued_at"] = record.get("issued_at") or now
+                    record.setdefault("join_tokens", []).append(
+                        {"sha256": join.sha256, "issued": now, "created": join.created})
+        record["source"] = source
+        record["updated"] = now
+        decision.snapshot = dict(record)
+        return decision
+
+    def _answer(self, decision: _Decision, token: Token, device: Mapping[str, Any], source: str,
+                join: JoinToken | None) -> Reply:
+        if decision.reason is not None:
+            self.state.audit("enrol-refused", reason=decision.reason, token_id=token.token_id, source=source,
                              node=device["node_name"])
             return Reply(403, REFUSED)
-        if conflict is not None:
-            return self._conflict(conflict, token, source, device["node_name"], snapshot.get("id"))
+        snapshot = decision.snapshot
+        if decision.conflict is not None:
+            return self._conflict(decision.conflict, token, source, device["node_name"], snapshot.get("id"))
         enrolment_id = snapshot["id"]
         if snapshot["state"] == "pending":
-            if existing is None:
+            if decision.new:
                 self.state.audit("enrol-pending", enrolment_id=enrolment_id, token_id=token.token_id,
                                  source=source, node=device["node_name"])
             return Reply(202, {"status": "pending", "enrolment": enrolment_id, "retry_after": 5,
                                "detail": f"waiting for approval: hybrid-knative nodes approve {enrolment_id}"})
-        assert issue
-        try:
-            node_conflict = self._node_conflict(snapshot["node_name"], enrolment_id)
-        except HybridError as exc:
-            log.warning("cannot check for an existing node %s: %s", snapshot["node_name"], exc.brief)
-            self._uncount(enrolment_id)
-            return Reply(503, {"error": "the hub cannot reach the cluster right now; retry later"})
-        if node_conflict is not None:
-            self._uncount(enrolment_id)
-            return self._conflict(node_conflict, token, source, device["node_name"], enrolment_id)
-        with self._add_node:
-            issued = self._join_urls()
-        if issued is None:
-            self._uncount(enrolment_id)
-            return Reply(503, {"error": "the hub cannot create a join token right now; retry later"})
-        urls, cluster_token_hash = issued
-        with self.state.transaction() as data:
-            record = data["enrolments"].get(enrolment_id)
-            if record is not None:
-                record["state"] = "issued"
-                record["issued_at"] = record.get("issued_at") or now
-                record.setdefault("join_tokens", []).append({"sha256": cluster_token_hash, "issued": now})
+        assert decision.issue and join is not None
         self.state.audit("join-issued", enrolment_id=enrolment_id, token_id=token.token_id, source=source,
                          node=device["node_name"], url=snapshot.get("urls"))
         self.watch_node(enrolment_id)
-        return Reply(200, {"status": "join", "enrolment": enrolment_id, "join_urls": urls,
+        return Reply(200, {"status": "join", "enrolment": enrolment_id, "join_urls": list(join.urls),
                            "node_name": snapshot["node_name"]})
 
     def _conflict(self, what: str, token: Token, source: str, node: str, enrolment_id: str | None) -> Reply:
         self.state.audit("enrol-conflict", reason=what, token_id=token.token_id, source=source, node=node,
                          enrolment_id=enrolment_id)
         return Reply(409, {"error": CONFLICTS[what]})
-
-    def _uncount(self, enrolment_id: str) -> None:
-        with self.state.transaction() as data:
-            record = data["enrolments"].get(enrolment_id)
-            if record is not None and record.get("urls", 0) > 0:
-                record["urls"] -= 1
 
     def _node_conflict(self, node: str, enrolment_id: str) -> str | None:
         """A Node of that name that this enrolment did not create must never be touched."""
@@ -353,55 +420,101 @@ class Hub:
                 "state": "pending" if token.get("approval") else "approved", "source": source,
                 "created": now, "updated": now, "labels": labels, "annotations": annotations, "urls": 0}
 
-    def _join_urls(self) -> tuple[list[str], str] | None:
-        """A single-use MicroK8s join token (``--token-ttl -1``: removed once a node joins with it); the
-        hub retires it after ``add_node_ttl`` seconds if no node used it. Returns (urls, sha256 of token)."""
-        cluster_token = secrets.token_hex(16)  # ≥ 32 characters, as add-node requires
+    def _add_node(self, cluster_token: str) -> list[str] | None:
+        """``microk8s add-node --token T --token-ttl -1``: a single-use MicroK8s join token (its cluster
+        agent removes a token without expiry once a node joins with it; a positive ``--token-ttl`` would
+        make it reusable until it expires). The hub retires it ``add_node_ttl`` seconds after creating it
+        if no node used it. Run straight through subprocess (no sh): this is the join hot path."""
         argv = [self.settings.microk8s, "add-node", "--token", cluster_token, "--token-ttl", "-1", "--format", "json"]
         try:
-            result = self.runner.run(argv, timeout=60)
+            result = self.runner.run(argv, timeout=60, direct=True, redact=True)
         except HybridError:
             log.error("microk8s add-node failed")  # never the argv: it holds the cluster token
             return None
         try:
-            urls = protocol.parse_add_node_output(result.stdout)
+            return protocol.parse_add_node_output(result.stdout)
         except (ValueError, TypeError):
             log.error("microk8s add-node printed output the hub does not understand")  # never echo: secrets
             return None
-        return urls, hashlib.sha256(cluster_token.encode("ascii")).hexdigest()
 
     def retire_join_tokens(self) -> int:
-        """Remove issued join tokens older than ``add_node_ttl`` from MicroK8s's token file (used or
-        not: a used single-use token is already gone). Returns how many lines were removed."""
+        """Remove from MicroK8s's token file the join tokens this hub created that must not stay: issued
+        or pooled ones ``add_node_ttl`` seconds after they were created (used or not: a used single-use
+        token is already gone), and at once the ones this process discarded from its pool. Other lines
+        (an operator's own tokens) are never touched. Returns how many lines were removed."""
+        if not self._stale_join_tokens().due:
+            return 0  # the common case, without blocking token creation
         path = self.settings.cluster_tokens_file
-        now = self.clock()
-        stale: set[str] = set()
+        with self.tokens_lock.exclusive():  # no add-node appends to the file while it is rewritten
+            plan = self._stale_join_tokens()  # exact now: nothing is being created
+            removed = 0
+            if plan.stale:
+                try:
+                    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+                except FileNotFoundError:
+                    lines = []
+                except OSError as exc:
+                    log.warning("cannot read %s to retire join tokens: %s", path, exc.strerror)
+                    return 0
+                keep = [line for line in lines
+                        if hashlib.sha256(line.split("|", 1)[0].strip().encode()).hexdigest() not in plan.stale]
+                removed = len(lines) - len(keep)
+                if removed:
+                    atomic_write(path, "".join(keep), mode=0o600)
+            if plan.rewrite_ledger:
+                self.pool.ledger.rewrite(plan.ledger)
+        self.pool.forget_dropped(plan.stale)
+        if plan.issued:
+            with self.state.transaction() as data:
+                for record in data["enrolments"].values():
+                    for issued in record.get("join_tokens") or []:
+                        if issued["sha256"] in plan.issued:
+                            issued["retired"] = True
+        return removed
+
+    def _stale_join_tokens(self) -> _Retirement:
+        """What a retire pass would do now (exact under the exclusive lock; a cheap look without it)."""
+        now, ttl = self.clock(), self.settings.add_node_ttl
+        live = self.pool.live()  # before reading the state: a token settled since is in the state then
+        plan = _Retirement()
+        handed: set[str] = set()
         for record in self.state.read()["enrolments"].values():
             for issued in record.get("join_tokens") or []:
-                if not issued.get("retired") and now - float(issued["issued"]) >= self.settings.add_node_ttl:
-                    stale.add(str(issued["sha256"]))
-        if not stale:
-            return 0
-        removed = 0
-        with self._retire_lock:
-            try:
-                lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-            except FileNotFoundError:
-                lines = []
-            except OSError as exc:
-                log.warning("cannot read %s to retire join tokens: %s", path, exc.strerror)
-                return 0
-            keep = [line for line in lines
-                    if hashlib.sha256(line.split("|", 1)[0].strip().encode()).hexdigest() not in stale]
-            removed = len(lines) - len(keep)
-            if removed:
-                atomic_write(path, "".join(keep), mode=0o600)
-        with self.state.transaction() as data:
-            for record in data["enrolments"].values():
-                for issued in record.get("join_tokens") or []:
-                    if issued["sha256"] in stale:
-                        issued["retired"] = True
-        return removed
+                handed.add(str(issued["sha256"]))
+                born = float(issued.get("created", issued["issued"]))
+                if not issued.get("retired") and now - born >= ttl:
+                    plan.issued.add(str(issued["sha256"]))
+        plan.stale |= plan.issued
+        entries = self.pool.ledger.entries()
+        for entry in entries:
+            digest = entry["sha256"]
+            if digest in handed:
+                continue  # its enrolment's record governs it now
+            if digest in live:
+                plan.ledger.append(entry)
+            elif now - entry["created"] >= ttl or entry["owner"] == self.pool.owner:
+                plan.stale.add(digest)  # expired, or discarded by this process (an older process's: at its ttl)
+            else:
+                plan.ledger.append(entry)
+        dropped = len(entries) - len(plan.ledger)
+        # the ledger shrinks when it retires something, or once enough handed entries piled up (not per enrolment)
+        plan.rewrite_ledger = dropped > 0 and (bool(plan.stale) or dropped > 4 * self.settings.pool_size + 64)
+        return plan
+
+    def _retire_throttled(self) -> None:
+        """From node watchers (each polls): one retire pass a second is plenty."""
+        now = time.monotonic()
+        with self._watch_lock:
+            if now - self._last_retire < 1.0:
+                return
+            self._last_retire = now
+        self._retire_quietly()
+
+    def _retire_quietly(self) -> None:
+        try:
+            self.retire_join_tokens()
+        except (OSError, HybridError) as exc:
+            log.warning("cannot retire join tokens: %s", getattr(exc, "brief", None) or exc)
 
     # --- node labelling ----------------------------------------------------------------------
 
@@ -422,6 +535,9 @@ class Hub:
     def _watch(self, enrolment_id: str) -> None:
         try:
             deadline = time.monotonic() + self.settings.node_timeout
+            # the device has yet to run `microk8s join` (seconds): the first look waits one interval, so
+            # a burst of enrolments is not also a burst of Node lookups
+            self._stop.wait(self.settings.poll_interval)
             while not self._stop.is_set() and time.monotonic() < deadline:
                 enrolment = self.state.enrolment(enrolment_id)
                 if enrolment is None or enrolment.state != "issued":
@@ -438,13 +554,11 @@ class Hub:
                     return
                 except HybridError as exc:
                     log.warning("cannot label node %s yet: %s", enrolment.node_name, exc.brief)
-                with contextlib.suppress(OSError, HybridError):
-                    self.retire_join_tokens()
+                self._retire_throttled()
                 self._stop.wait(self.settings.poll_interval)
             if not self._stop.is_set():
                 self.state.audit("node-timeout", enrolment_id=enrolment_id)
-            with contextlib.suppress(OSError, HybridError):
-                self.retire_join_tokens()
+            self._retire_quietly()
         except Exception:  # a watcher must never take the hub down
             log.exception("node watcher %s failed", enrolment_id)
         finally:
@@ -489,7 +603,7 @@ class Hub:
         argv = [self.settings.microk8s, "add-node", "--token", cluster_token, "--token-ttl", str(ttl),
                 "--format", "json"]
         try:
-            result = self.runner.run(argv, timeout=60)
+            result = self.runner.run(argv, timeout=60, direct=True, redact=True)
         except HybridError as exc:  # its message would show the argv, which holds the cluster token
             raise PermanentError("microk8s add-node failed: no launch configuration written",
                                  details=f"exit code {getattr(exc, 'returncode', '?')}",
@@ -795,6 +909,8 @@ def serve(hub: Hub) -> RunningHub:
                              resolution="pick another --port, or stop what is using it") from None
     hub.write_info(int(server.server_address[1]))
     hub.resume_watches()
+    hub.pool.start()
+    threading.Thread(target=hub.warm_up, name="hub-warm-up", daemon=True).start()
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="hub-http",
                               daemon=True)
     thread.start()

@@ -8,7 +8,6 @@ One JSON file (0600, atomic writes) guarded by an advisory lock, so the CLI (`to
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import fcntl
 import hashlib
@@ -21,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from hybrid_knative.errors import ConfigError, PermanentError
 from hybrid_knative.join.enrolment import SECRET_HEX, TOKEN_ID_HEX, Token
@@ -127,6 +126,22 @@ def _enrolment_info(data: Mapping[str, Any]) -> EnrolmentInfo:
                          labels=dict(data.get("labels") or {}), annotations=dict(data.get("annotations") or {}))
 
 
+T = TypeVar("T")
+
+
+@dataclasses.dataclass
+class _Change(Generic[T]):
+    change: Callable[[dict[str, Any]], T]
+    value: T | None = None
+    error: Exception | None = None
+    done: bool = False
+
+    def outcome(self) -> T:
+        if self.error is not None:
+            raise self.error
+        return self.value  # type: ignore[return-value]
+
+
 class HubState:
     """Transactions on the state file; every method is safe across threads and processes."""
 
@@ -137,18 +152,23 @@ class HubState:
         self.noise_path = folder / "noise.jsonl"  # aggregated floods (rate limits, connection limits)
         self._lock_path = folder / "state.lock"
         self._thread_lock = threading.RLock()
+        self._audit_lock = threading.Lock()  # the audit logs have their own (appends never wait on a state write)
+        self._batch = threading.Condition()
+        self._queue: list[_Change[Any]] = []
+        self._committing = False
         self.clock = clock
         self._dummy_hash = hash_secret(secrets.token_hex(SECRET_HEX // 2))
 
     # --- storage -------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        with self._thread_lock:
+    def _locked(self, name: str = "state.lock") -> Iterator[None]:
+        lock = self._thread_lock if name == "state.lock" else self._audit_lock
+        with lock:
             if not self.folder.is_dir():
                 self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
                 os.chmod(self.folder, 0o700)  # mkdir's mode is masked by umask (and 000 would leave 0777)
-            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+            fd = os.open(self.folder / name, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 yield
@@ -156,10 +176,14 @@ class HubState:
                 os.close(fd)
 
     def _load(self) -> dict[str, Any]:
+        return self._load_text()[0]
+
+    def _load_text(self) -> tuple[dict[str, Any], str]:
+        """The state and the text it was read from ("" when there is no file yet)."""
         try:
             raw = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            return {"schema": SCHEMA, "tokens": {}, "enrolments": {}}
+            return {"schema": SCHEMA, "tokens": {}, "enrolments": {}}, ""
         try:
             data = json.loads(raw)
             if not isinstance(data, dict) or data.get("schema") != SCHEMA:
@@ -169,27 +193,73 @@ class HubState:
                                  resolution="restore it from a backup (tokens and enrolments are kept there)") from None
         data.setdefault("tokens", {})
         data.setdefault("enrolments", {})
-        return data
+        return data, raw
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[dict[str, Any]]:
         with self._locked():
-            data = self._load()
-            before = copy.deepcopy(data)
+            data, raw = self._load_text()
             yield data
-            if data != before:
-                atomic_write(self.path, json.dumps(data, indent=1, sort_keys=True) + "\n", mode=0o600)
+            text = json.dumps(data, indent=1, sort_keys=True) + "\n"
+            if text != raw:  # (this is how it is written: no deep copy needed to see a change)
+                atomic_write(self.path, text, mode=0o600)
+
+    def apply(self, change: Callable[[dict[str, Any]], T]) -> T:
+        """Run ``change`` on the state in a transaction shared with the changes other threads make at the
+        same moment (group commit): one write, one fsync for all of them, in arrival order. Returns when
+        the write is on disk; a change that raises is left out (the others are applied without it)."""
+        mine = _Change(change)
+        with self._batch:
+            self._queue.append(mine)
+            while not mine.done and self._committing:
+                self._batch.wait()
+            if mine.done:
+                return mine.outcome()
+            self._committing = True
+            batch, self._queue = self._queue, []
+        try:
+            self._commit(batch)
+        finally:
+            with self._batch:
+                self._committing = False
+                self._batch.notify_all()
+        return mine.outcome()
+
+    def _commit(self, batch: list[_Change[Any]]) -> None:
+        try:
+            with self._locked():
+                data, raw = self._load_text()
+                ok: list[_Change[Any]] = []
+                for item in batch:
+                    try:
+                        item.value = item.change(data)
+                        ok.append(item)
+                    except Exception as exc:  # leave this change out: start again from the file without it
+                        item.error = exc
+                        data = self._load_text()[0]
+                        for earlier in ok:
+                            earlier.value = earlier.change(data)
+                text = json.dumps(data, indent=1, sort_keys=True) + "\n"
+                if text != raw:
+                    atomic_write(self.path, text, mode=0o600)
+        except Exception as exc:  # nothing was written: every change of the batch failed with it
+            for item in batch:
+                item.error = item.error or exc
+        for item in batch:
+            item.done = True
 
     def read(self) -> dict[str, Any]:
-        with self._locked():
-            return self._load()
+        """The last committed state, without the lock: every write replaces the file atomically, so a
+        reader sees a whole state, old or new (the lock orders read-modify-write transactions only;
+        readers queueing behind them was the hub's bottleneck in a burst of enrolments)."""
+        return self._load()
 
     def audit(self, event: str, *, path: Path | None = None, **fields: Any) -> None:
         """Append one audit record (never a secret: callers pass ids, reasons and addresses only)."""
         record = {"time": round(self.clock(), 3), "event": event, **fields}
         line = json.dumps(record, sort_keys=True) + "\n"
         target = path or self.audit_path
-        with self._locked():
+        with self._locked("audit.lock"):
             if target.exists() and target.stat().st_size > MAX_AUDIT_BYTES:
                 os.replace(target, target.with_suffix(".jsonl.1"))
             fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
