@@ -20,12 +20,12 @@ from hybrid_knative.dev.registry import Registry as PushTarget
 from hybrid_knative.errors import ConfigError
 from hybrid_knative.progress import Status
 from hybrid_knative.system.runner import Runner
+from hybrid_knative.system.wheels import manylinux_tags
 from hybrid_knative.wiring.ros2 import (
     IMAGE_KEY,
     Ros2Bridges,
     bridge_context,
     image_python,
-    manylinux_tags,
     missing_wheels,
     unfit_wheels,
 )
