@@ -1,5 +1,6 @@
 """The gridfs:// initializer image, built on the functions' path: real buildah (vfs storage, chroot isolation) from
-a local Debian-python base image (no network), pymongo from a wheelhouse (--no-index), pushed to a real
+a local python:3.12-slim look-alike base (a real CPython 3.12 under /usr/local; no network), pymongo from a
+wheelhouse made for the image's Python 3.12 (--no-index), pushed to a real
 docker-registry on 127.0.0.1 and pinned BY DIGEST in the ClusterStorageContainer (API emulator); then run with
 `buildah run --isolation chroot`: real pymongo inside (against no server: a clear failure), and the module's
 download path against the one allowed fake, pymongo's GridFS bucket."""
@@ -25,13 +26,14 @@ from hybrid_knative.ml import store as ml_store
 from hybrid_knative.platform.context import Context, HostFacts, RenderContext
 from hybrid_knative.platform.record import Record
 from hybrid_knative.progress import Status
+from hybrid_knative.system import wheels
 from hybrid_knative.system.runner import Runner
 from hybrid_knative.upstream import UpstreamStore
 from hybrid_knative.versions import KubeVersion
 from tests.airgap.conftest import Registry
 from tests.dev.conftest import Builder, builder, registry, skopeo_digest  # noqa: F401 - fixtures
+from tests.dev.python_bases import slim_like_registry  # noqa: F401 - fixture: a python:3.12-slim look-alike
 from tests.ml.conftest import MlCluster, install_ml
-from tests.wiring.test_bridge_image import python_registry  # noqa: F401 - fixture: Debian python + pip base
 
 pytestmark = pytest.mark.integration
 WHEELHOUSE = Path(os.environ.get("HK_TEST_GRIDFS_WHEELHOUSE", str(
@@ -70,9 +72,13 @@ print(hashlib.sha256(open(out + "/model.bin", "rb").read()).hexdigest() == entri
 
 @pytest.fixture()
 def wheelhouse() -> Path:
+    hint = ("(.ci/run makes it with initializer_image.download_wheels: wheels for the image's Python "
+            f"{initializer_image.image_python()}; HK_TEST_GRIDFS_WHEELHOUSE moves it)")
     if not WHEELHOUSE.is_dir() or initializer_image.missing_wheels(WHEELHOUSE):
-        pytest.skip(f"needs pymongo's wheels in {WHEELHOUSE} (.ci/run: `pip download --only-binary=:all: -d DIR "
-                    "'pymongo>=4.6,<5'`; HK_TEST_GRIDFS_WHEELHOUSE moves it)")
+        pytest.skip(f"needs pymongo's wheels in {WHEELHOUSE} {hint}")
+    unfit = wheels.unfit_wheels(WHEELHOUSE, initializer_image.image_python(), wheels.machine_arch())
+    if "pymongo" in unfit:
+        pytest.skip(f"the wheels in {WHEELHOUSE} are not for the image's Python {hint}")
     return WHEELHOUSE
 
 
@@ -100,7 +106,7 @@ def _buildah_run(buildah_base: list[str], ctr: str, *args: str,
 
 
 def test_gridfs_image_is_built_pushed_pinned_by_digest_and_runs(
-        builder: Builder, python_registry: Registry, wheelhouse: Path, gridfs_cluster: MlCluster,  # noqa: F811
+        builder: Builder, slim_like_registry: Registry, wheelhouse: Path, gridfs_cluster: MlCluster,  # noqa: F811
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env = gridfs_cluster
     before = env.server.get(*CSC)["spec"]["container"]["image"]
@@ -110,7 +116,7 @@ def test_gridfs_image_is_built_pushed_pinned_by_digest_and_runs(
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
     result = CliRunner().invoke(cli, ["model", "gridfs-image", "--registry", builder.registry.host, "--wheelhouse",
-                                      str(wheelhouse), "--base-mirror", python_registry.host, *env.cli_args()],
+                                      str(wheelhouse), "--base-mirror", slim_like_registry.host, *env.cli_args()],
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
     image = result.output.strip().splitlines()[-1]
@@ -125,7 +131,7 @@ def test_gridfs_image_is_built_pushed_pinned_by_digest_and_runs(
     assert env.server.get(*CSC)["spec"]["container"]["image"] == image
 
     # 3. the same sources built again (another storage) give the same digest: nothing changes in the cluster
-    buildah = dataclasses.replace(builder.buildah, mirrors={"docker.io": python_registry.host})
+    buildah = dataclasses.replace(builder.buildah, mirrors={"docker.io": slim_like_registry.host})
     context = initializer_image.build_context(tmp_path / "ctx", Runner(), wheelhouse=wheelhouse)
     assert initializer_image.build_and_push(buildah, context, builder.registry.host) == image
 
@@ -139,6 +145,8 @@ def test_gridfs_image_is_built_pushed_pinned_by_digest_and_runs(
         assert info.returncode == 0, info.stderr
         version, uid, wheels_left = info.stdout.split()
         assert version.startswith("4.") and uid == "1000" and wheels_left == "False"  # non-root, no wheelhouse left
+        py = _buildah_run(base, ctr, "python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])")
+        assert py.stdout.strip() == initializer_image.image_python() == "3.12", py.stderr  # the base's own 3.12
         # the entrypoint's clear refusals: no URI; a server that is not there (real pymongo, real socket)
         usage = _buildah_run(base, ctr, "python3", "/app/gridfs_initializer.py")
         assert usage.returncode == 2 and "usage: gridfs_initializer" in usage.stderr

@@ -140,7 +140,8 @@ def serve_(name: str, runtime_name: str, uri: str | None, namespace: str, gpus: 
 @click.option("--registry", default="localhost:32000", show_default=True,
               help="The cluster registry to push to (HOST:PORT; MicroK8s: `microk8s enable registry`).")
 @click.option("--wheelhouse", type=click.Path(path_type=Path, file_okay=False, exists=True),
-              help="A folder with pymongo's wheels (offline builds). Default: download them with pip.")
+              help="A folder with pymongo's wheels for the image's Python (3.12) and this machine's arch "
+              "(offline builds; checked before the build). Default: download them so with pip.")
 @click.option("--base-mirror", metavar="HOST:PORT",
               help="Pull the base image (docker.io/library/python:3.12-slim) from this registry mirror (offline).")
 @click.option("--no-pin", is_flag=True, help="Only build and push; do not pin the image in the cluster.")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import platform
 import re
 import shutil
 from collections.abc import Mapping, Sequence
@@ -28,6 +27,7 @@ from hybrid_knative.ros2 import objects as bridge_objects
 from hybrid_knative.ros2.health import BridgeHealth, bridge_urls, parse_metrics
 from hybrid_knative.ros2.objects import BRIDGE_APP, LABEL_NAME
 from hybrid_knative.ros2.spec import BridgeSpec
+from hybrid_knative.system import wheels
 from hybrid_knative.system.runner import Runner
 
 IMAGE_KEY = "ros2-bridge"  # the bridge image's key among the deploy's built images
@@ -129,27 +129,8 @@ def source_tree() -> Path | None:
 def image_python() -> str:
     """The Python version (``3.12``) of the bridge image's base, from the shipped Dockerfile's ``FROM …python:X.Y``:
     the wheelhouse must hold wheels for that interpreter, whatever Python runs hybrid-knative here."""
-    text = template_root(TEMPLATE).joinpath("Dockerfile").read_text()
-    found = re.search(r"^FROM\s+\S*python:(\d+\.\d+)", text, re.MULTILINE)
-    if not found:
-        raise ConfigError("the ROS 2 bridge's Dockerfile names no python:X.Y base")
-    return found.group(1)
-
-
-GLIBC_MINOR = 36  # python:3.12-slim is Debian 12: glibc 2.36
-
-
-def manylinux_tags(arch: str) -> list[str]:
-    """Every manylinux platform tag a glibc-2.36 system of ``arch`` installs, newest first (pip does not expand a
-    ``manylinux_2_36`` --platform to the older ones)."""
-    return [*(f"manylinux_2_{m}_{arch}" for m in range(GLIBC_MINOR, 4, -1)),
-            f"manylinux2014_{arch}", f"manylinux2010_{arch}", f"manylinux1_{arch}"]
-
-
-def machine_arch() -> str:
-    """This machine's architecture in wheel platform tags (x86_64, aarch64): buildah builds for it."""
-    arch = platform.machine().lower()
-    return {"amd64": "x86_64", "arm64": "aarch64"}.get(arch, arch)
+    return wheels.image_python(template_root(TEMPLATE).joinpath("Dockerfile").read_text(),
+                               what="the ROS 2 bridge image")
 
 
 def build_wheelhouse(dest: Path, runner: Runner, *, python: str = "python3", pip_args: Sequence[str] = (),
@@ -162,7 +143,7 @@ def build_wheelhouse(dest: Path, runner: Runner, *, python: str = "python3", pip
     from hybrid_knative import __version__
 
     version = python_version or image_python()
-    arch = arch or machine_arch()
+    arch = arch or wheels.machine_arch()
     dest.mkdir(parents=True, exist_ok=True)
     tree = source_tree()
     project = str(tree) if tree is not None else f"hybrid-knative=={__version__}"
@@ -171,11 +152,9 @@ def build_wheelhouse(dest: Path, runner: Runner, *, python: str = "python3", pip
     try:
         env.run([*pip, "wheel", "--disable-pip-version-check", "--no-deps", "--wheel-dir", str(dest), project,
                  *pip_args], timeout=3600)
-        env.run([*pip, "download", "--disable-pip-version-check", "--only-binary=:all:", "--dest", str(dest),
-                 "--find-links", str(dest), "--python-version", version, "--implementation", "cp",
-                 "--abi", f"cp{version.replace('.', '')}",
-                 *[arg for tag in manylinux_tags(arch) for arg in ("--platform", tag)],
-                 f"hybrid-knative[ros2]=={__version__}", "cyclonedds", *pip_args], timeout=3600)
+        env.run(wheels.download_command(dest, [f"hybrid-knative[ros2]=={__version__}", "cyclonedds"], version, arch,
+                                        python=python, extra=["--find-links", str(dest), *pip_args]),
+                timeout=3600)
     except CommandError as exc:
         raise ConfigError(f"cannot gather the ROS 2 bridge's wheels ({project} and cyclonedds, for Python {version} "
                           f"on {arch})",
@@ -191,29 +170,10 @@ def missing_wheels(folder: Path) -> list[str]:
     return [dist for prefix, dist in REQUIRED_WHEELS.items() if prefix not in names]
 
 
-def _wheel_fits(name: str, version: str, arch: str) -> bool:
-    """Whether a wheel file installs on CPython ``version`` (X.Y) on Linux ``arch`` (its file-name tags)."""
-    parts = name[:-len(".whl")].split("-")
-    if len(parts) < 5:
-        return False
-    pythons, abis, platforms = (set(parts[-3].split(".")), set(parts[-2].split(".")), parts[-1].split("."))
-    here = f"cp{version.replace('.', '')}"
-    minor = int(version.split(".")[1])
-    python_ok = bool(pythons & {"py3", "py2.py3", f"py{version.replace('.', '')}", here}) or (
-        "abi3" in abis and any(p.startswith("cp3") and p[3:].isdigit() and int(p[3:]) <= minor for p in pythons))
-    abi_ok = bool(abis & {"none", "abi3", here})
-    platform_ok = any(p == "any" or p in manylinux_tags(arch) for p in platforms)
-    return python_ok and abi_ok and platform_ok
-
-
 def unfit_wheels(folder: Path, python_version: str | None = None, arch: str | None = None) -> list[str]:
-    """Distributions in ``folder`` none of whose wheels installs on the image's Python and this machine's
-    architecture (e.g. a wheelhouse made for Python 3.11: cyclonedds' cp311 wheel does not install on 3.12)."""
-    version, arch = python_version or image_python(), arch or machine_arch()
-    by_dist: dict[str, list[str]] = {}
-    for whl in folder.glob("*.whl"):
-        by_dist.setdefault(whl.name.split("-", 1)[0].lower(), []).append(whl.name)
-    return sorted(d for d, names in by_dist.items() if not any(_wheel_fits(n, version, arch) for n in names))
+    """Distributions in ``folder`` none of whose wheels installs on the image's Python (default the Dockerfile's)
+    and this machine's architecture (e.g. a wheelhouse made for Python 3.11: cyclonedds' cp311 wheel)."""
+    return wheels.unfit_wheels(folder, python_version or image_python(), arch or wheels.machine_arch())
 
 
 def bridge_context(dest: Path, runner: Runner, *, wheelhouse: Path | None = None,
@@ -225,8 +185,8 @@ def bridge_context(dest: Path, runner: Runner, *, wheelhouse: Path | None = None
     if dest.exists():
         shutil.rmtree(dest)
     materialize(TEMPLATE, dest)
-    wheels = dest / "wheels"
-    wheels.mkdir()
+    wheel_dir = dest / "wheels"
+    wheel_dir.mkdir()
     if wheelhouse is not None:
         missing = missing_wheels(wheelhouse)
         if missing:
@@ -235,18 +195,18 @@ def bridge_context(dest: Path, runner: Runner, *, wheelhouse: Path | None = None
                               resolution="make it with `hybrid-knative bundle create --with functions` (it carries "
                               "the bridge's wheels), or set ros2.image in the project file to a ready bridge image")
         for whl in sorted(wheelhouse.glob("*.whl")):
-            shutil.copyfile(whl, wheels / whl.name)
+            shutil.copyfile(whl, wheel_dir / whl.name)
     else:
-        build_wheelhouse(wheels, runner, python_version=version)
-        missing = missing_wheels(wheels)
+        build_wheelhouse(wheel_dir, runner, python_version=version)
+        missing = missing_wheels(wheel_dir)
         if missing:
             raise ConfigError(f"pip wheel did not produce {', '.join(missing)} for the ROS 2 bridge image",
                               resolution="check the package index is reachable, or pass --wheelhouse")
     # a wheelhouse made for another Python (the bridge's own wheels tell: cyclonedds is a binary wheel)
-    unfit = [REQUIRED_WHEELS[d] for d in unfit_wheels(wheels, version) if d in REQUIRED_WHEELS]
+    unfit = [REQUIRED_WHEELS[d] for d in unfit_wheels(wheel_dir, version) if d in REQUIRED_WHEELS]
     if unfit:
         raise ConfigError(f"the ROS 2 bridge's wheels for {', '.join(unfit)} do not install on the image's Python "
-                          f"{version} ({machine_arch()})",
+                          f"{version} ({wheels.machine_arch()})",
                           resolution="make the wheelhouse again with this version of hybrid-knative (`bundle create "
                           "--with functions` fetches wheels for the image's Python), or set ros2.image")
     return dest
