@@ -4,8 +4,9 @@
    proof + enrolment + its MicroK8s join token), p50 and p99 per trial, ≥ 5 trials, a FRESH hub for
    every trial (new state folder, new port: its join token pool filled at start, as on a running hub,
    nothing else warm). Configurations, run in rotation trial by trial so drifting load hits all alike:
-   one device alone (the baseline), 50 devices with the default pool, 50 with a pool sized for the
-   burst (the default pool, 64), a small pool (``--join-pool 16``), and 50 without a pool (``--join-pool 0``: an add-node per enrolment).
+   one device alone (the baseline), 50 devices with the default pool (64: sized for the burst), 50
+   with a small pool (``--join-pool 16``), and 50 without a pool (``--join-pool 0``: an add-node per
+   enrolment).
    The hub runs with its production poll interval (``--poll-interval 2``; the tests use 0.05 s, which
    would have 50 node watchers polling 20 times a second in the measured hub).
 2. Time from agent start to the `microk8s join` command, including mDNS discovery, next to the same
