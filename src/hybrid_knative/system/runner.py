@@ -10,6 +10,7 @@ import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 import sh
 
@@ -46,10 +47,12 @@ class Runner:
         *,
         check: bool = True,
         timeout: float | None = None,
-        input: str | bytes | None = None,
+        input: str | bytes | IO[bytes] | None = None,
         cwd: Path | None = None,
         ok_codes: Sequence[int] = (0,),
     ) -> Result:
+        """``input``: text or bytes for stdin, or an open file/pipe the child reads directly (its fd is
+        handed over: nothing passes through this process)."""
         args = [str(a) for a in argv]
         if not args:
             raise PermanentError("internal error: empty command")
