@@ -90,7 +90,7 @@ def test_a_failure_in_the_eventing_branch_stops_and_disable_takes_everything_bac
         addon.enable(cluster.config(wait_timeout=1.0), QUIET)
     assert "Deployment knative-eventing/eventing-webhook" in err.value.brief
     assert marker.read(cluster.marker) == marker.INCOMPLETE
-    entries, undos = record_of(cluster)
+    entries, _ = record_of(cluster)
     components = {component for _, _, component, _ in entries}
     assert "knative-eventing" in components and "knative-serving" in components
     # what was applied is recorded (the half-done eventing core too); nothing of the broker step ran
