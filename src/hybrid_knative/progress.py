@@ -74,10 +74,10 @@ class Status:
             self._write(f"✓ {title}")
         self._current = None
 
-    def branch(self, label: str) -> Status:
+    def branch(self, label: str) -> BranchStatus:
         """The progress of work running beside other work (enable's overlapped installs): every line goes
         through this status, marked ``[label]``; no spinner of its own (this one's shows its latest note)."""
-        return _Branch(self, label)
+        return BranchStatus(self, label)
 
     def _spin(self, title: str, stop: threading.Event) -> None:
         for frame in itertools.cycle(FRAMES):
@@ -89,7 +89,9 @@ class Status:
                 self.stream.flush()
 
 
-class _Branch(Status):
+class BranchStatus(Status):
+    """See Status.branch."""
+
     def __init__(self, parent: Status, label: str) -> None:
         super().__init__(stream=parent.stream, verbosity=parent.verbosity, tty=False)
         self.parent = parent

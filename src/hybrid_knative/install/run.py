@@ -149,10 +149,10 @@ def _phases(rendered: list[RenderedStep], *, overlap: bool) -> list[list[list[Re
 
 
 def _run_overlapped(ctx: Context, branches: list[list[RenderedStep]], rendered: list[RenderedStep]) -> None:
-    """Run independent branches in threads, each with its own KubeApi (own connection, read memory and
-    counters), status lines marked with the component, wait stats; the record is shared (locked, saved
-    once per step) and ordered as a one-after-the-other run at the end. The first failure stops the other
-    branches at their next wait or step; it is raised once every branch has ended."""
+    """Run independent branches in threads, each with its own KubeApi connection and counters (one shared read
+    memory: KubeApi.branch), status lines marked with the component, its own wait stats; the record is shared
+    (locked, saved once per step) and ordered as a one-after-the-other run at the end. The first failure
+    stops the other branches at their next wait or step; it is raised once every branch has ended."""
     kube, status = ctx.kube, ctx.status
     stop = threading.Event()
     failures: list[tuple[int, BaseException]] = []
@@ -169,7 +169,7 @@ def _run_overlapped(ctx: Context, branches: list[list[RenderedStep]], rendered: 
             for r in steps:
                 if stop.is_set():
                     raise _Stopped()
-                out.label = r.step.component  # type: ignore[attr-defined]
+                out.label = r.step.component
                 _run_step(branch_ctx, r, client, 0)
         except BaseException as exc:  # handed to the caller's thread below
             with lock:

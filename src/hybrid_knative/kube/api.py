@@ -80,10 +80,12 @@ class KubeApi:
         return other
 
     def absorb(self, other: KubeApi) -> None:
-        """Count a branch client's requests as this client's (call once, after its thread ended)."""
+        """Count a branch client's requests as this client's and close its connection (call once, after its
+        thread ended)."""
         self.counters.reads += other.counters.reads
         self.counters.writes += other.counters.writes
         other.counters = ApiCounters()
+        other._client.close()
 
     # --- read memory -------------------------------------------------------------------------------
 
