@@ -131,6 +131,7 @@ class Config(ClusterTarget):
     broker_namespace: str = "default"  # where the default Broker goes (an RFC 1123 label)
     verify: bool = True  # deploy the smoke service and GET it from the host and a pod before marking enabled
     verify_always: bool = False  # --verify: also when nothing changed since the last verified enable
+    overlap: bool = True  # install components that need nothing of each other side by side (--no-overlap: in order)
     gpu: GpuMode = "auto"  # see options.GPU_MODES and system.gpu.choose_vendor
     profile: ProfileName = "standard"  # standard (upstream requests) or edge (single replicas, low requests)
     # node: a node address (externalIPs) unless a load balancer has one; loadbalancer: wait for the cloud's load

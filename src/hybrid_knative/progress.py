@@ -81,6 +81,11 @@ class Status:
         self._current = None
         self._skipped = None
 
+    def branch(self, label: str) -> BranchStatus:
+        """The progress of work running beside other work (enable's overlapped installs): every line goes
+        through this status, marked ``[label]``; no spinner of its own (this one's shows its latest note)."""
+        return BranchStatus(self, label)
+
     def _spin(self, title: str, stop: threading.Event) -> None:
         for frame in itertools.cycle(FRAMES):
             if stop.wait(0.1):
@@ -89,3 +94,24 @@ class Status:
                 note = f" — {self._note}" if self._note else ""
                 self.stream.write(f"\r\033[K{frame} {title}{note}"[:200])
                 self.stream.flush()
+
+
+class BranchStatus(Status):
+    """See Status.branch."""
+
+    def __init__(self, parent: Status, label: str) -> None:
+        super().__init__(stream=parent.stream, verbosity=parent.verbosity, tty=False)
+        self.parent = parent
+        self.label = label  # may change between steps (the component whose step runs)
+
+    def _write(self, text: str) -> None:
+        mark, _, rest = text.partition(" ")
+        if mark in ("✓", "✗", "!"):
+            self.parent._write(f"{mark} [{self.label}] {rest}")
+        else:
+            self.parent._write(f"  [{self.label}] {text.strip()}")
+
+    def note(self, message: str) -> None:
+        self.parent._note = f"[{self.label}] {message}"
+        if not self.parent.tty:
+            self.detail(message)

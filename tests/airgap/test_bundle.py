@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from click.testing import CliRunner
 from hybrid_knative.airgap import bundle as bundle_mod
 from hybrid_knative.airgap.importer import MIRRORED_REGISTRIES
 from hybrid_knative.cli.main import cli
+from hybrid_knative.system.runner import Runner
 from tests.airgap.conftest import IMAGES, Containerd, Registry
 
 pytestmark = pytest.mark.airgap
@@ -74,28 +76,162 @@ def test_import_into_containerd_all_platforms_then_again_is_a_no_op(made: Path, 
     assert containerd.images() == images and containerd.content() == content
 
 
-def test_interrupted_import_resumes(made: Path, containerd: Containerd, tmp_path: Path) -> None:
+class Counting(Runner):
+    """The real runner, counting the commands it runs (and optionally interrupted on one of them)."""
+
+    def __init__(self, interrupt_at: int = 0) -> None:
+        super().__init__()
+        object.__setattr__(self, "calls", [])
+        object.__setattr__(self, "interrupt_at", interrupt_at)
+
+    def run(self, argv, **kw):  # type: ignore[no-untyped-def,override]
+        self.calls.append([str(a) for a in argv])  # type: ignore[attr-defined]
+        if len(self.calls) == self.interrupt_at:  # type: ignore[attr-defined]
+            raise KeyboardInterrupt
+        return super().run(argv, **kw)
+
+
+def _listing(ctd: Containerd) -> dict[str, tuple[str, ...]]:
+    """`ctr images ls`: name -> (type, digest, size, platforms) — what an import leaves behind."""
+    rows = ctd.run("images", "ls").splitlines()[1:]
+    # REF TYPE DIGEST SIZE (number, unit) PLATFORMS LABELS
+    return {cols[0]: (cols[1], cols[2], " ".join(cols[3:5]), cols[5]) for cols in (row.split() for row in rows)
+            if cols}
+
+
+def test_one_ctr_call_leaves_the_same_images_as_one_import_per_image(made: Path, tmp_path: Path) -> None:
+    """Reference: skopeo writes one oci-archive per image (independent of our archive code) and ctr imports
+    each with --all-platforms, as the importer did before. Ours: ONE ctr call over one streamed archive.
+    Both containerds must list the same names, digests, sizes and platforms, and hold the same blobs."""
     from hybrid_knative.airgap.importer import Target, import_images
     from hybrid_knative.progress import Status
-    from hybrid_knative.system.runner import Runner
-
-    class Interrupting(Runner):
-        calls = 0
-
-        def run(self, argv, **kw):  # type: ignore[no-untyped-def,override]
-            Interrupting.calls += 1
-            if Interrupting.calls == 3:
-                raise KeyboardInterrupt
-            return super().run(argv, **kw)
+    from tests.airgap.conftest import start_containerd
 
     unpacked = bundle_mod.unpack(made, tmp_path / "bundles")
-    target = Target("node", tuple(containerd.ctr))
+    reference, ref_proc = start_containerd(tmp_path / "ctd-ref")
+    ours, our_proc = start_containerd(tmp_path / "ctd-ours")
+    try:
+        for index, image in enumerate(unpacked.manifest.images):
+            archive = tmp_path / f"{index}.tar"
+            subprocess.run(["skopeo", "copy", "--quiet", "--all", "--preserve-digests",
+                            f"oci:{unpacked.layout}:{image.ref_name}", f"oci-archive:{archive}:{image.name}"],
+                           check=True, capture_output=True, timeout=120)
+            reference.run("images", "import", "--all-platforms", str(archive))
+        runner = Counting()
+        report = import_images(unpacked, Target("node", tuple(ours.ctr)), runner=runner,
+                               status=Status(verbosity=-1), state_dir=tmp_path / "state")
+        assert runner.calls == [[*ours.ctr, "images", "import", "--all-platforms", "-"]]  # type: ignore[attr-defined]
+        assert report.imported == tuple(IMAGES)
+        expected = _listing(reference)
+        assert sorted(expected) == sorted(IMAGES)
+        assert _listing(ours) == expected
+        for image in unpacked.manifest.images:
+            assert expected[image.name][1] == image.digest
+            assert expected[image.name][3] == "linux/amd64,linux/arm64,linux/s390x"
+        blobs = {f"sha256:{n.rsplit('/', 1)[1]}" for n in unpacked.manifest.blob_names()}
+        assert ours.content() == blobs  # every blob once, nothing else
+        assert reference.content() >= blobs
+    finally:
+        for proc in (ref_proc, our_proc):
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+def test_interrupted_import_resumes(made: Path, containerd: Containerd, tmp_path: Path) -> None:
+    from hybrid_knative.airgap import importer
+    from hybrid_knative.progress import Status
+
+    unpacked = bundle_mod.unpack(made, tmp_path / "bundles")
+    target = importer.Target("node", tuple(containerd.ctr))
     with pytest.raises(KeyboardInterrupt):
-        import_images(unpacked, target, runner=Interrupting(), status=Status(verbosity=-1), state_dir=tmp_path)
-    assert len(containerd.images()) == 2
-    report = import_images(unpacked, target, runner=Runner(), status=Status(verbosity=-1), state_dir=tmp_path)
-    assert len(report.skipped) == 2 and len(report.imported) == 2
-    assert len(containerd.images()) == 4
+        importer.import_images(unpacked, target, runner=Counting(interrupt_at=1), status=Status(verbosity=-1),
+                               state_dir=tmp_path)
+    assert containerd.images() == {}
+    state = importer._state_path(tmp_path, unpacked, target)
+    assert not state.exists()  # nothing recorded as imported
+    # an earlier run got the first two in: the next one imports only the other two, in one call
+    first = unpacked.manifest.images[:2]
+    state.parent.mkdir(parents=True, exist_ok=True)
+    state.write_text(json.dumps({"done": {image.name: image.digest for image in first}}))
+    runner = Counting()
+    report = importer.import_images(unpacked, target, runner=runner, status=Status(verbosity=-1), state_dir=tmp_path)
+    assert report.skipped == tuple(IMAGES[:2]) and report.imported == tuple(IMAGES[2:])
+    assert len(runner.calls) == 1  # type: ignore[attr-defined]
+    assert sorted(containerd.images()) == sorted(IMAGES[2:])
+    assert set(json.loads(state.read_text())["done"]) == set(IMAGES)
+
+
+def test_a_failing_import_command_or_a_damaged_unpacked_copy_imports_nothing(made: Path, containerd: Containerd,
+                                                                             tmp_path: Path) -> None:
+    """ctr exits without reading its stdin; a blob of the unpacked copy is lost, or changed after it was
+    verified: a clear error, no hang, nothing recorded, no image in containerd."""
+    from hybrid_knative.airgap import importer
+    from hybrid_knative.errors import CommandError, IntegrityError
+    from hybrid_knative.progress import Status
+
+    unpacked = bundle_mod.unpack(made, tmp_path / "bundles")
+    failing = importer.Target("node", ("false",))
+    with pytest.raises(CommandError):
+        importer.import_images(unpacked, failing, runner=Runner(), status=Status(verbosity=-1), state_dir=tmp_path)
+    assert not importer._state_path(tmp_path, unpacked, failing).exists()
+    target = importer.Target("node", tuple(containerd.ctr))
+    blob = unpacked.root / _a_layer(made)
+    good = blob.read_bytes()
+    blob.unlink()
+    with pytest.raises(IntegrityError, match="unpacked copy of the bundle is damaged"):
+        importer.import_images(unpacked, target, runner=Runner(), status=Status(verbosity=-1), state_dir=tmp_path)
+    blob.write_bytes(bytes([good[0] ^ 1]) + good[1:])  # same size, other bytes
+    with pytest.raises(IntegrityError, match="changed on disk since the bundle was verified"):
+        importer.import_images(unpacked, target, runner=Runner(), status=Status(verbosity=-1), state_dir=tmp_path)
+    assert containerd.images() == {}
+    assert not importer._state_path(tmp_path, unpacked, target).exists()
+    blob.write_bytes(good)
+    report = importer.import_images(unpacked, target, runner=Runner(), status=Status(verbosity=-1), state_dir=tmp_path)
+    assert report.imported == tuple(IMAGES) and sorted(containerd.images()) == sorted(IMAGES)
+
+
+@pytest.mark.parametrize("where", ["first chunk", "last byte", "between entries"])
+def test_a_blob_changed_while_streaming_leaves_ctr_a_truncated_archive(containerd: Containerd, tmp_path: Path,
+                                                                      where: str) -> None:
+    """A 2.5 MiB layer goes out in chunks; its last chunk is held back until its sha256 matched. A change
+    anywhere (or a failure between two entries, cut short by the caller) leaves real ctr an archive it
+    refuses as a whole: no image is created."""
+    import hashlib
+
+    from hybrid_knative.airgap import oci
+    from hybrid_knative.errors import IntegrityError
+    from tests.airgap.tinyimages import write_image
+
+    layout = tmp_path / "layout"
+    name = "registry.k8s.io/big:1.0"
+    noise = b"".join(hashlib.sha256(str(i).encode()).digest() for i in range(80_000))  # 2.5 MiB
+    write_image(layout, name, arches=("amd64",), shared=noise)
+    top = json.loads((layout / "index.json").read_text())["manifests"][0]
+    _, blobs = oci.reachable(top, lambda d: (layout / oci.blob_path(d)).read_bytes(), what=name)
+    big = max(blobs, key=lambda d: (layout / oci.blob_path(d)).stat().st_size)
+    path = layout / oci.blob_path(big)
+    assert path.stat().st_size > 2 * (1 << 20)
+    data = path.read_bytes()
+    archive = tmp_path / "images.tar"
+    with archive.open("wb") as fh:  # the untouched layout imports
+        oci.stream_archive(fh.fileno(), [(top, name)], blobs, layout)
+    containerd.run("images", "import", "--all-platforms", str(archive))
+    assert containerd.images() == {name: name}
+    containerd.run("images", "rm", name)
+    if where == "between entries":
+        blobs = [*blobs, "sha256:" + "0" * 64]  # a blob file that is not there: fails after a whole entry
+    else:
+        at = 0 if where == "first chunk" else len(data) - 1
+        path.write_bytes(data[:at] + bytes([data[at] ^ 1]) + data[at + 1:])
+    with archive.open("wb") as fh:
+        with pytest.raises((IntegrityError, FileNotFoundError)):
+            oci.stream_archive(fh.fileno(), [(top, name)], blobs, layout)
+        oci.cut_short(fh.fileno())
+    assert archive.stat().st_size % 512 != 0
+    proc = subprocess.run([*containerd.ctr, "images", "import", "--all-platforms", str(archive)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0, proc.stdout
+    assert containerd.images() == {}
 
 
 def _rewrite(src: Path, dest: Path, *, drop: str | None = None, tamper: str | None = None) -> None:

@@ -34,7 +34,9 @@ def test_enable_status_disable_through_the_cli(cluster: Cluster) -> None:
     assert code == 0, out
     for title in ("Install Knative Serving CRDs", "Install Knative Serving core", "Install Kourier networking",
                   "Configure Knative Serving", "Mark hybrid-knative enabled"):
-        assert f"✓ {title}" in out
+        # components installed side by side mark their lines: "✓ [knative-serving] Install Knative Serving CRDs"
+        assert any(line.startswith("✓ ") and f" {title}" in line for line in out.splitlines()), out
+    assert "✓ [net-kourier] Install Kourier networking" in out and "✓ [knative-eventing] " in out
     assert "Knative 1.23 is enabled" in out
     code, out = run("status", "--kubeconfig", str(cluster.kubeconfig), "--state-dir", str(cluster.state_dir))
     assert code == 0, out
@@ -112,7 +114,7 @@ def test_timeout_error_names_the_object(make_cluster) -> None:  # type: ignore[n
     args = [a if a != "5" else "1" for a in cluster.cli_args()]
     code, out = run("enable", *args)
     assert code == 1
-    assert "✗ Install Knative Serving core" in out
+    assert "✗ [knative-serving] Install Knative Serving core" in out  # beside Eventing: lines name the component
     assert "Deployment knative-serving/webhook" in out
     assert "What to do:" in out
 

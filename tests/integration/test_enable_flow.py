@@ -163,8 +163,8 @@ def test_a_half_applied_step_is_recorded(make_cluster: Callable[..., Cluster]) -
 
 def test_deployment_never_available_stops_with_a_clear_error(make_cluster: Callable[..., Cluster]) -> None:
     cluster = make_cluster(controller=FakeController(never_ready={"3scale-kourier-gateway"}))
-    with pytest.raises(DeadlineExceeded) as err:
-        addon.enable(cluster.config(wait_timeout=1.0), QUIET)
+    with pytest.raises(DeadlineExceeded) as err:  # in install order: nothing else runs beside (test_overlap.py)
+        addon.enable(cluster.config(wait_timeout=1.0, overlap=False), QUIET)
     assert "Deployment kourier-system/3scale-kourier-gateway" in err.value.brief
     assert "net-kourier-controller" not in err.value.brief
     assert "ProgressDeadlineExceeded" in (err.value.details or "")

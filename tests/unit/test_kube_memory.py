@@ -73,3 +73,47 @@ def test_reads_are_remembered_until_a_write_or_forget(api: tuple[ApiServer, Kube
         assert len(server.requests) == 5
     kube.get(ref)
     assert len(server.requests) == 6  # remembering ended
+
+
+def test_branch_clients_share_one_memory_and_index_and_count_their_own_requests(
+        api: tuple[ApiServer, KubeApi]) -> None:
+    """enable's overlapped installs: a client per thread, one memory as if one client made every request."""
+    import threading
+
+    server, kube = api
+    kube.apply(_cm("a"))
+    kube.apply(_cm("b"))
+    ref = ObjectRef("v1", "ConfigMap", "default", "a")
+    with kube.remembering():
+        one, two = kube.branch(), kube.branch()
+        server.reset_requests()
+        assert one.present(ref, labels=LABELS)  # one LIST for both (and for the parent)
+        assert two.present(ObjectRef("v1", "ConfigMap", "default", "b"), labels=LABELS)
+        assert (two.get(ref) or {})["data"] == {"k": "a"}  # filled by one's LIST
+        assert [(r.method, r.path) for r in server.requests] == [("GET", "/api/v1/configmaps")]
+        assert (one.counters.reads, two.counters.reads) == (1, 0)
+        two.merge_patch(ref, {"data": {"k": "new"}})  # a write by two drops what one remembered
+        assert (one.get(ref) or {})["data"] == {"k": "new"}
+        assert len(server.requests) == 3
+        one.forget()  # a wait's sleep in one thread: the next read in any thread asks the server
+        two.get(ref)
+        assert len(server.requests) == 4
+        # reads from two threads at once, while a third forgets: no error, every answer right
+        answers: list[object] = []
+
+        def read() -> None:
+            for _ in range(20):
+                answers.append((one.get(ref) or {})["data"]["k"])
+
+        threads = [threading.Thread(target=read), threading.Thread(target=lambda: [two.forget() for _ in range(50)])]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert answers == ["new"] * 20
+        reads_before, writes_before = kube.counters.reads, kube.counters.writes
+        kube.absorb(one)
+        kube.absorb(two)
+        assert kube.counters.writes == writes_before + 1
+        assert kube.counters.reads == reads_before + len(server.requests) - 1
+        assert one.counters.reads == one.counters.writes == 0

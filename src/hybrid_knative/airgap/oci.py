@@ -1,13 +1,16 @@
-"""OCI image layouts: reading index.json, walking descriptors, per-image archives for import."""
+"""OCI image layouts: reading index.json, walking descriptors, one archive of many images for import."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import os
 import re
 import tarfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from hybrid_knative.errors import IntegrityError
 
@@ -118,26 +121,90 @@ def arch_of(platform: str) -> str:
     return parts[1] if len(parts) > 1 else parts[0]
 
 
-def write_archive(dest: Path, top: dict[str, Any], name: str, blobs: Iterable[str], layout: Path) -> None:
-    """An OCI archive (tar) holding one image named ``name`` with every blob it needs."""
-    entry = dict(top)
-    entry["annotations"] = {**(top.get("annotations") or {}), CONTAINERD_NAME: name}
-    index = json.dumps({"schemaVersion": 2, "manifests": [entry]}).encode()
-    with tarfile.open(dest, "w", format=tarfile.PAX_FORMAT) as tar:
-        _add_bytes(tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
-        _add_bytes(tar, "index.json", index)
-        for digest in sorted(set(blobs)):
-            tar.add(layout / blob_path(digest), arcname=blob_path(digest), recursive=False, filter=_normalise)
+def archive_index(entries: Iterable[tuple[dict[str, Any], str]]) -> bytes:
+    """The ``index.json`` of an import archive: one entry per (top descriptor, containerd image name)."""
+    manifests = []
+    for top, name in entries:
+        entry = dict(top)
+        entry["annotations"] = {**(top.get("annotations") or {}), CONTAINERD_NAME: name}
+        manifests.append(entry)
+    return json.dumps({"schemaVersion": 2, "manifests": manifests}).encode()
 
 
-def _normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
-    info.mtime, info.uid, info.gid, info.uname, info.gname, info.mode = 0, 0, 0, "", "", 0o644
-    return info
+def stream_archive(fd: int, entries: Sequence[tuple[dict[str, Any], str]], blobs: Iterable[str],
+                   layout: Path) -> int:
+    """Write ONE OCI archive (tar) holding every image of ``entries`` (top descriptor, containerd image
+    name) and each blob once, to the file or pipe ``fd`` — what ``ctr images import`` reads, from a
+    file or its stdin. Returns the bytes written.
+
+    Every blob is checked against its digest on the way: the last chunk of a blob is written only once
+    its sha256 matched, so a blob changed on disk since it was verified raises IntegrityError with the
+    archive cut short — the importer reads a truncated archive and creates no image."""
+    written = _write_all(fd, _header("oci-layout", len(_LAYOUT)) + _padded(_LAYOUT))
+    index = archive_index(entries)
+    written += _write_all(fd, _header("index.json", len(index)) + _padded(index))
+    for digest in sorted(set(blobs)):
+        name = blob_path(digest)
+        with (layout / name).open("rb") as blob:
+            size = os.fstat(blob.fileno()).st_size
+            written += _send_checked(fd, name, blob, size, digest)
+            written += _write_all(fd, bytes(-size % tarfile.BLOCKSIZE))
+    return written + _write_all(fd, bytes(2 * tarfile.BLOCKSIZE))
 
 
-def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    import io
+def cut_short(fd: int) -> None:
+    """Make an archive being streamed unreadable as a whole: a tar reader takes an archive that ends
+    between two entries as complete, so a writer that fails there adds a partial block first."""
+    with contextlib.suppress(OSError):
+        os.write(fd, b"\x00" * 7)
 
+
+_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
+_CHUNK = 1 << 20
+
+
+def _header(name: str, size: int) -> bytes:
     info = tarfile.TarInfo(name)
-    info.size, info.mode = len(data), 0o644
-    tar.addfile(info, io.BytesIO(data))
+    info.size, info.mode, info.mtime, info.uid, info.gid, info.uname, info.gname = size, 0o644, 0, 0, 0, "", ""
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def _padded(data: bytes) -> bytes:
+    return data + bytes(-len(data) % tarfile.BLOCKSIZE)
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> int:
+    view = memoryview(data)
+    total = len(view)
+    while view:
+        view = view[os.write(fd, view):]
+    return total
+
+
+def _send_checked(fd: int, name: str, src: IO[bytes], size: int, digest: str) -> int:
+    """The tar header and ``size`` bytes of ``src``; the last chunk is held back until the sha256 matched
+    (a blob of one chunk is read whole and checked before its header is written)."""
+    hasher = hashlib.sha256()
+    held = src.read(min(_CHUNK, size))
+    hasher.update(held)
+    done = len(held)
+    written = 0
+    if done == size:  # one chunk: check before anything of it is written
+        _check(hasher, digest, done, size)
+    written += _write_all(fd, _header(name, size))
+    while done < size:
+        chunk = src.read(min(_CHUNK, size - done))
+        if not chunk:
+            break
+        hasher.update(chunk)
+        done += len(chunk)
+        written += _write_all(fd, held)
+        held = chunk
+    _check(hasher, digest, done, size)
+    return written + _write_all(fd, held)
+
+
+def _check(hasher: Any, digest: str, done: int, size: int) -> None:
+    if done != size or f"sha256:{hasher.hexdigest()}" != digest:
+        raise IntegrityError(f"blob {digest} changed on disk since the bundle was verified",
+                             details=f"read {done} of {size} bytes, sha256:{hasher.hexdigest()}")

@@ -72,6 +72,11 @@ def platform_options(fn: F) -> F:
     fn = click.option("--verify/--no-verify", "verify", default=None,
                       help="Before marking enabled, prove a smoke service answers from this host and from a pod. "
                       "Default: when something changed since the last verified enable; --verify: always.")(fn)
+    fn = click.option("--overlap/--no-overlap", "overlap", default=True, show_default=True,
+                      envvar="HYBRID_KNATIVE_OVERLAP",
+                      help="Install components that need nothing of each other (Eventing; Serving + Kourier + DNS) "
+                      "side by side. --no-overlap (or HYBRID_KNATIVE_OVERLAP=0): one step after the other, "
+                      "e.g. to debug.")(fn)
     fn = click.option("--gpu", type=click.Choice(GPU_MODES), default="auto", show_default=True,
                       help="GPU support: auto-detect on this node; amd (ROCm device plugin, needs the amdgpu "
                       "driver); nvidia (MicroK8s's nvidia addon); none.")(fn)

@@ -16,7 +16,7 @@ from hybrid_knative.errors import PermanentError
 from hybrid_knative.platform.component import LAST, Component, Step
 from hybrid_knative.platform.context import HostFacts
 
-__all__ = ["all_components", "by_name", "clear_cache", "enabled_components", "ordered", "plan_steps"]
+__all__ = ["all_components", "branches", "by_name", "clear_cache", "enabled_components", "ordered", "plan_steps"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -91,3 +91,27 @@ def enabled_components(config: Config, host: HostFacts) -> list[Component]:
 def plan_steps(config: Config, host: HostFacts) -> list[Step]:
     """Every step of every enabled component, in install order."""
     return [s for c in enabled_components(config, host) for s in c.steps_for(config, host)]
+
+
+def branches(names: list[str]) -> list[list[str]]:
+    """``names`` (components in install order) split into branches that need nothing of each other: two
+    components are in one branch when one needs the other (``Component.dependencies``, through any chain
+    of present components). Branches in the order of their first component; each keeps install order.
+    Components this registry does not know (the installer's own steps) are each a branch of their own."""
+    known = {c.name: c for c in _discover()}
+    group = {name: name for name in names}
+
+    def root(name: str) -> str:
+        while group[name] != name:
+            name = group[name]
+        return name
+
+    for name in names:
+        component = known.get(name)
+        for dep in component.dependencies if component is not None else ():
+            if dep in group:
+                group[root(name)] = root(dep)
+    out: dict[str, list[str]] = {}
+    for name in names:
+        out.setdefault(root(name), []).append(name)
+    return list(out.values())

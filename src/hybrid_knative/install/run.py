@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 
+from hybrid_knative import components
 from hybrid_knative.catalog import Release
 from hybrid_knative.components.smoke import verify_smoke_service
 from hybrid_knative.config import ClusterTarget, Config
 from hybrid_knative.install import user_objects as users_mod
-from hybrid_knative.install.plan import plan, render_plan
+from hybrid_knative.install.plan import INSTALLER, RenderedStep, plan, render_plan
 from hybrid_knative.install.preflight import check_conflicts, check_room, host_facts, render_context
 from hybrid_knative.kube import ready
 from hybrid_knative.kube.api import KubeApi
 from hybrid_knative.kube.objects import ObjectRef
 from hybrid_knative.kube.wait import WaitPolicy, WaitStats, retry, wait_all
+from hybrid_knative.platform.component import LAST
 from hybrid_knative.platform.context import Context
 from hybrid_knative.platform.record import NAMESPACE_REF, load_record
 from hybrid_knative.platform.undo import take_back
@@ -52,13 +55,24 @@ def enable(config: Config, status: Status, *, kube: KubeApi | None = None, probe
         return _enable(config, status, kube, probes=probes, runner=runner)
 
 
-def _forgetting(kube: KubeApi, policy: WaitPolicy) -> WaitPolicy:
-    """The policy whose sleeps first drop the remembered reads, so every poll after a sleep asks the server."""
+_STOP_GRACE = 35.0  # how long an interrupted branch may take to notice (its request's timeout, then a wait)
+
+
+class _Stopped(Exception):
+    """Another branch of an overlapped install failed: this one stops at its next wait or step."""
+
+
+def _forgetting(kube: KubeApi, policy: WaitPolicy, stop: threading.Event | None = None) -> WaitPolicy:
+    """The policy whose sleeps first drop the remembered reads, so every poll after a sleep asks the server.
+    With ``stop``: a sleep ends early and raises _Stopped once it is set (an overlapped branch failed)."""
     sleep = policy.sleep
 
     def forget_then_sleep(seconds: float) -> None:
         kube.forget()
-        sleep(seconds)
+        if stop is None:
+            sleep(seconds)
+        elif stop.wait(seconds):
+            raise _Stopped()
 
     return dataclasses.replace(policy, sleep=forget_then_sleep)
 
@@ -83,16 +97,108 @@ def _enable(config: Config, status: Status, kube: KubeApi, *, probes: HostProbes
     # the marker exists from the first change on, as "incomplete" (system/marker.py): MicroK8s runs our
     # disable only while it exists; install/steps/mark_enabled.py says "enabled" at the end
     marker.write(config.effective_marker, marker.INCOMPLETE, release.line)
-    for r in rendered:
-        with status.step(r.step.title):
-            try:
-                r.step.run(dataclasses.replace(ctx, component=r.step.component, step=r.step.name), r.objects)
-            finally:
-                if not config.verify and kube.counters.writes > writes_before:
-                    record.verified = False  # changed and not proven: the next enable verifies
-                record.save()  # once per step, also when it failed half-way (disable must find what it applied)
+    for phase in _phases(rendered, overlap=config.overlap):
+        if len(phase) == 1:
+            for r in phase[0]:
+                _run_step(ctx, r, kube, writes_before)
+        else:
+            _run_overlapped(ctx, phase, rendered)
     return Outcome(release=release, written=kube.counters.writes - writes_before, stats=ctx.stats, kube=kube,
                    smoke_url=verify_smoke_service.smoke_url(kube) if config.verify else None)
+
+
+def _run_step(ctx: Context, r: RenderedStep, kube: KubeApi, writes_before: int) -> None:
+    with ctx.status.step(r.step.title):
+        try:
+            r.step.run(dataclasses.replace(ctx, component=r.step.component, step=r.step.name), r.objects)
+        finally:
+            if not ctx.config.verify and kube.counters.writes > writes_before:
+                ctx.record.verified = False  # changed and not proven: the next enable verifies
+            ctx.record.save()  # once per step, also when it failed half-way (disable must find what it applied)
+
+
+def _phases(rendered: list[RenderedStep], *, overlap: bool) -> list[list[list[RenderedStep]]]:
+    """The steps as phases run one after the other; a phase of several branches runs them side by side.
+
+    The components between the installer's first steps and the last ones (``after=("*",)``: the smoke test;
+    the marker) split into branches that need nothing of each other (components.branches); each branch
+    keeps install order. Without ``overlap``, or with one branch, every step runs in install order."""
+    last = {c.name for c in components.all_components() if LAST in c.after} | {INSTALLER}
+    middle = [i for i, r in enumerate(rendered) if r.step.component not in last]
+    if not overlap or not middle:
+        return [[rendered]]
+    start, end = middle[0], middle[-1] + 1
+    if any(rendered[i].step.component in last for i in range(start, end)):
+        return [[rendered]]  # an installer step between components: keep today's order
+    names = list(dict.fromkeys(r.step.component for r in rendered[start:end]))
+    groups = components.branches(names)
+    if len(groups) < 2:
+        return [[rendered]]
+    branch_of = {name: index for index, group in enumerate(groups) for name in group}
+    split: list[list[RenderedStep]] = [[] for _ in groups]
+    for r in rendered[start:end]:
+        split[branch_of[r.step.component]].append(r)
+    phases = [[rendered[:start]]] if start else []
+    return [*phases, split, *([[rendered[end:]]] if end < len(rendered) else [])]
+
+
+def _run_overlapped(ctx: Context, branches: list[list[RenderedStep]], rendered: list[RenderedStep]) -> None:
+    """Run independent branches in threads, each with its own KubeApi connection and counters (one shared read
+    memory: KubeApi.branch), status lines marked with the component, its own wait stats; the record is shared
+    (locked, saved once per step) and ordered as a one-after-the-other run at the end. The first failure
+    stops the other branches at their next wait or step; it is raised once every branch has ended."""
+    kube, status = ctx.kube, ctx.status
+    stop = threading.Event()
+    failures: list[tuple[int, BaseException]] = []
+    lock = threading.Lock()
+    clients = [kube.branch() for _ in branches]
+    stats = [WaitStats() for _ in branches]
+
+    def run_branch(index: int) -> None:
+        client, steps = clients[index], branches[index]
+        out = status.branch(steps[0].step.component)
+        branch_ctx = dataclasses.replace(ctx, kube=client, status=out, stats=stats[index], writes_before=0,
+                                         waits=_forgetting(client, wait_policy(ctx.config), stop))
+        try:
+            for r in steps:
+                if stop.is_set():
+                    raise _Stopped()
+                out.label = r.step.component
+                _run_step(branch_ctx, r, client, 0)
+        except BaseException as exc:  # handed to the caller's thread below
+            with lock:
+                failures.append((index, exc))
+            stop.set()
+
+    titles = " | ".join(", ".join(dict.fromkeys(r.step.component for r in steps)) for steps in branches)
+    order = {r.step.name: index for index, r in enumerate(rendered)}
+    threads = [threading.Thread(target=run_branch, args=(index,), name=f"enable-branch-{index}", daemon=True)
+               for index in range(len(branches))]
+    with status.step(f"Install side by side: {titles}"), ctx.record.overlapping(order):
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(0.2)
+        except BaseException:  # Ctrl-C here: stop every branch at its next wait or step, then give up
+            stop.set()
+            for thread in threads:
+                thread.join(_STOP_GRACE)
+            raise
+        finally:
+            for client, branch_stats in zip(clients, stats, strict=True):
+                kube.absorb(client)
+                ctx.stats.waits += branch_stats.waits
+                ctx.stats.polls += branch_stats.polls
+                ctx.stats.retries += branch_stats.retries
+        real = [exc for _, exc in failures if not isinstance(exc, _Stopped)]
+        if real:
+            for index, exc in failures:
+                if isinstance(exc, _Stopped):
+                    status.warn(f"stopped {', '.join(dict.fromkeys(r.step.component for r in branches[index]))}: "
+                                "another component failed")
+            raise real[0]
 
 
 def disable(config: ClusterTarget, status: Status, *, kube: KubeApi | None = None,

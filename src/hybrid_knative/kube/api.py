@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -49,15 +50,42 @@ class KubeApi:
     enable needs a few LISTs instead of a GET per object.
     """
 
-    def __init__(self, client: lightkube.Client, config: SingleConfig) -> None:
+    def __init__(self, client: lightkube.Client, config: SingleConfig, *, timeout: float = 30.0) -> None:
         self._client = client
         self._config = config
+        self._timeout = timeout
         self._crd_kinds: dict[tuple[str, str], tuple[str, bool]] = {}  # (apiVersion, kind) -> (plural, namespaced)
         self.counters = ApiCounters()
         self._memo: dict[ObjectRef, dict[str, Any] | None] = {}  # reads since the last write/forget()
         self._list_memo: dict[tuple[str, str, str | None, str], list[dict[str, Any]]] = {}
         self._remember = False
         self._listed: dict[tuple[str, str, str], set[tuple[str | None, str]]] = {}  # kind+selector -> names
+        # the read memory is shared with branch() clients (other threads): changed under this lock; a read is
+        # remembered only when no forget() (any client's) happened while it was on its way
+        self._lock = threading.RLock()
+        self._forgets = [0]
+
+    def branch(self) -> KubeApi:
+        """A client for another thread (enable's overlapped installs): its own connection and counters (add
+        them back with ``absorb``); it shares the kinds learnt from CRDs, ``present()``'s index and the read
+        memory — one memory for all, as if one client made every request: any client's write or forget()
+        drops it for all."""
+        client = lightkube.Client(config=self._config, field_manager=FIELD_MANAGER,
+                                  timeout=httpx2.Timeout(self._timeout), trust_env=False)
+        other = KubeApi(client, self._config, timeout=self._timeout)
+        other._crd_kinds = self._crd_kinds
+        other._memo, other._list_memo, other._listed = self._memo, self._list_memo, self._listed
+        other._lock, other._forgets = self._lock, self._forgets
+        other._remember = self._remember
+        return other
+
+    def absorb(self, other: KubeApi) -> None:
+        """Count a branch client's requests as this client's and close its connection (call once, after its
+        thread ended)."""
+        self.counters.reads += other.counters.reads
+        self.counters.writes += other.counters.writes
+        other.counters = ApiCounters()
+        other._client.close()
 
     # --- read memory -------------------------------------------------------------------------------
 
@@ -74,34 +102,38 @@ class KubeApi:
 
     def forget(self) -> None:
         """Drop remembered reads (call before waiting for the cluster to change; writes do it themselves)."""
-        self._memo.clear()
-        self._list_memo.clear()
+        with self._lock:
+            self._memo.clear()
+            self._list_memo.clear()
+            self._forgets[0] += 1
 
     def _wrote(self, ref: ObjectRef, *, exists: bool) -> None:
         self.forget()  # a write may change other objects too (controllers, GC): re-read everything
-        for (api_version, kind, _), names in self._listed.items():
-            if (api_version, kind) == (ref.api_version, ref.kind):
-                (names.add if exists else names.discard)((ref.namespace, ref.name))
+        with self._lock:
+            for (api_version, kind, _), names in self._listed.items():
+                if (api_version, kind) == (ref.api_version, ref.kind):
+                    (names.add if exists else names.discard)((ref.namespace, ref.name))
 
     def present(self, ref: ObjectRef, *, labels: dict[str, str]) -> bool:
         """Whether ``ref`` exists and carries ``labels``: one LIST of its kind across all namespaces per
         selector and run, kept current with this client's own writes."""
         selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
         key = (ref.api_version, ref.kind, selector)
-        if key not in self._listed:
-            _, namespaced = self.resource_info(ref.api_version, ref.kind)
-            items = self.list(ref.api_version, ref.kind, namespace=ALL_NAMESPACES if namespaced else None,
-                              labels=labels)
-            names: set[tuple[str | None, str]] = set()
-            for item in items:
-                meta = item.get("metadata") or {}
-                found = ObjectRef(ref.api_version, ref.kind, meta.get("namespace") if namespaced else None,
-                                  str(meta.get("name")))
-                names.add((found.namespace, found.name))
-                if self._remember:
-                    self._memo[found] = item
-            self._listed[key] = names
-        return (ref.namespace, ref.name) in self._listed[key]
+        with self._lock:  # branch clients share the index: one LIST per kind for all of them
+            if key not in self._listed:
+                _, namespaced = self.resource_info(ref.api_version, ref.kind)
+                items = self.list(ref.api_version, ref.kind, namespace=ALL_NAMESPACES if namespaced else None,
+                                  labels=labels)
+                names: set[tuple[str | None, str]] = set()
+                for item in items:
+                    meta = item.get("metadata") or {}
+                    found = ObjectRef(ref.api_version, ref.kind, meta.get("namespace") if namespaced else None,
+                                      str(meta.get("name")))
+                    names.add((found.namespace, found.name))
+                    if self._remember:
+                        self._memo[found] = item
+                self._listed[key] = names
+            return (ref.namespace, ref.name) in self._listed[key]
 
     @classmethod
     def connect(cls, kubeconfig: Path, context: str | None = None, *, timeout: float = 30.0,
@@ -134,7 +166,7 @@ class KubeApi:
                               resolution="pass --context with one of the file's contexts")
         client = lightkube.Client(config=single, field_manager=FIELD_MANAGER, timeout=httpx2.Timeout(timeout),
                                   trust_env=False)
-        return cls(client, single)
+        return cls(client, single, timeout=timeout)
 
     @property
     def server(self) -> str:
@@ -249,9 +281,12 @@ class KubeApi:
 
     def get(self, ref: ObjectRef) -> dict[str, Any] | None:
         """The live object (None when missing); remembered until the next write or forget()."""
-        if ref in self._memo:
+        try:
             return copy.deepcopy(self._memo[ref])  # callers may change what they get
+        except KeyError:
+            pass
         res = self.resource(ref.api_version, ref.kind)
+        forgets = self._forgets[0]
 
         def fetch() -> dict[str, Any] | None:
             try:
@@ -262,8 +297,9 @@ class KubeApi:
                 raise
 
         found = self._call(f"get {ref}", fetch, write=False)
-        if self._remember:
-            self._memo[ref] = copy.deepcopy(found)
+        with self._lock:
+            if self._remember and forgets == self._forgets[0]:
+                self._memo[ref] = copy.deepcopy(found)
         return found
 
     def delete(self, ref: ObjectRef) -> bool:
@@ -288,9 +324,11 @@ class KubeApi:
              labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
         """Objects of a kind (in ``namespace``, or ALL_NAMESPACES); remembered like get()."""
         key = (api_version, kind, namespace, ",".join(f"{k}={v}" for k, v in sorted((labels or {}).items())))
-        if key in self._list_memo:
-            return copy.deepcopy(self._list_memo[key])
+        known = self._list_memo.get(key)
+        if known is not None:
+            return copy.deepcopy(known)
         res = self.resource(api_version, kind)
+        forgets = self._forgets[0]
 
         def fetch() -> list[dict[str, Any]]:
             items = self._client.list(res, namespace=namespace, labels=labels)  # type: ignore[arg-type]
@@ -299,8 +337,9 @@ class KubeApi:
             return [o for o in found if _labels_match(o, labels or {})]
 
         found = self._call(f"list {kind} in {namespace or 'all namespaces'}", fetch, write=False)
-        if self._remember:
-            self._list_memo[key] = copy.deepcopy(found)
+        with self._lock:
+            if self._remember and forgets == self._forgets[0]:
+                self._list_memo[key] = copy.deepcopy(found)
         return found
 
 

@@ -105,6 +105,9 @@ class Component:
     - ``enabled(config, host)``: whether `enable` installs it for this Config and host facts.
     - ``steps``: its steps in order (or a function of Config and host facts choosing them).
     - ``after``: names of components whose steps must come first when they are enabled (``"*"``: last).
+    - ``needs``: the components it really depends on (default: ``after``). `enable` installs components
+      that need nothing of each other side by side (install/run.py); ``after`` still fixes the order of
+      `plan` and of ``enable --no-overlap``.
     - ``upstream``: the name in its ``component.yaml`` when it differs from ``name`` (status shows the
       version the chosen Knative release pins; bundles carry its files).
     - ``namespaces``, ``webhooks``: what `doctor` checks without a service named.
@@ -121,6 +124,7 @@ class Component:
     steps: Sequence[Step] | StepsFn = ()
     enabled: Callable[[Config, HostFacts], bool] = always
     after: tuple[str, ...] = ()
+    needs: tuple[str, ...] | None = None
     upstream: str | None = None
     namespaces: tuple[NamespaceCheck, ...] = ()
     webhooks: tuple[WebhookCheck, ...] = ()
@@ -134,6 +138,11 @@ class Component:
     def __post_init__(self) -> None:
         if not self.name or self.name != self.name.lower() or not self.name.replace("-", "").isalnum():
             raise ValueError(f"component name {self.name!r}: lower-case letters, digits and '-' only")
+
+    @property
+    def dependencies(self) -> tuple[str, ...]:
+        """What it must come after in any order `enable` may choose: ``needs``, else ``after`` (without "*")."""
+        return tuple(n for n in (self.after if self.needs is None else self.needs) if n != LAST)
 
     @property
     def catalog_name(self) -> str:

@@ -6,13 +6,20 @@ control-plane node can re-run or disable; a local file beside the state is only 
 fallback for a record made by an older version). It is saved once per step (install/run.py), and
 undo entries are saved at once, *before* the change they undo. A re-run skips unchanged objects;
 ``disable`` takes the undo entries back newest first, then deletes the objects in reverse rank order.
+
+Overlapped installs (install/run.py) put and save from several threads: every change and every save holds
+the record's lock, and ``overlapping()`` gives the entries and undo entries made meanwhile the order a
+one-after-the-other run gives them (by step, in install order) when the overlap ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import threading
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -207,6 +214,9 @@ class Record:
         self._undos: dict[str, Undo] = {u.key: u for u in undos or []}
         self._saved = self._document() if (entries or undos) else None
         self.saves = 0  # how often the record was written to the cluster (benchmarks, tests)
+        self._lock = threading.RLock()  # overlapped installs put and save from several threads
+        self._touched: set[ObjectRef] | None = None  # entries put inside overlapping()
+        self._touched_undos: set[str] | None = None
 
     @classmethod
     def load(cls, path: Path, *, server: str, cluster: ClusterStore | None = None) -> Record:
@@ -246,13 +256,17 @@ class Record:
 
     def put(self, entry: Entry) -> None:
         """Remember an applied object (saved with the step). A changed object moves to the end (apply order)."""
-        if self._entries.get(entry.ref) == entry:
-            return
-        self._entries.pop(entry.ref, None)
-        self._entries[entry.ref] = entry
+        with self._lock:
+            if self._entries.get(entry.ref) == entry:
+                return
+            self._entries.pop(entry.ref, None)
+            self._entries[entry.ref] = entry
+            if self._touched is not None:
+                self._touched.add(entry.ref)
 
     def remove(self, ref: ObjectRef) -> None:
-        self._entries.pop(ref, None)
+        with self._lock:
+            self._entries.pop(ref, None)
 
     def delete_order(self) -> list[Entry]:
         """Reverse rank order; within a rank, reverse apply order."""
@@ -265,16 +279,20 @@ class Record:
     def put_undo(self, undo: Undo) -> None:
         """Remember how to take a change back, and save at once — call it BEFORE making the change. The
         first undo for a key wins: it restores the state from before hybrid-knative touched it."""
-        if undo.key not in self._undos:
-            self._undos[undo.key] = undo
-            self.save()
+        with self._lock:
+            if undo.key not in self._undos:
+                self._undos[undo.key] = undo
+                if self._touched_undos is not None:
+                    self._touched_undos.add(undo.key)
+                self.save()
 
     def replace_undo(self, undo: Undo) -> None:
         """Update an undo entry's bookkeeping (e.g. a reload still owed) and save at once when it changed.
         Unlike put_undo the latest wins: use it only for state that is not "how it was before"."""
-        if self._undos.get(undo.key) != undo:
-            self._undos[undo.key] = undo
-            self.save()
+        with self._lock:
+            if self._undos.get(undo.key) != undo:
+                self._undos[undo.key] = undo
+                self.save()
 
     def undo(self, key: str) -> Undo | None:
         return self._undos.get(key)
@@ -285,7 +303,34 @@ class Record:
         return list(reversed(self._undos.values()))
 
     def remove_undo(self, key: str) -> None:
-        self._undos.pop(key, None)
+        with self._lock:
+            self._undos.pop(key, None)
+
+    # --- overlapped installs -----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def overlapping(self, step_order: Mapping[str, int]) -> Iterator[None]:
+        """Steps of independent components run side by side inside this block; at its end (also on
+        failure) what they put is ordered as a one-after-the-other run orders it: untouched entries as
+        they were, then the touched ones by ``step_order`` (the steps' install order; within a step, the
+        order it put them — one thread). Then saved (only when that changed the document)."""
+        with self._lock:
+            self._touched, self._touched_undos = set(), set()
+        try:
+            yield
+        finally:
+            with self._lock:
+                touched, touched_undos = self._touched or set(), self._touched_undos or set()
+                self._touched = self._touched_undos = None
+                last = len(step_order)
+                entries = list(self._entries.values())
+                moved = sorted((e for e in entries if e.ref in touched), key=lambda e: step_order.get(e.step, last))
+                self._entries = {e.ref: e for e in [*(e for e in entries if e.ref not in touched), *moved]}
+                undos = list(self._undos.values())
+                later = sorted((u for u in undos if u.key in touched_undos),
+                               key=lambda u: step_order.get(u.step, last))
+                self._undos = {u.key: u for u in [*(u for u in undos if u.key not in touched_undos), *later]}
+                self.save()
 
     # --- persistence -------------------------------------------------------------------------------
 
@@ -297,9 +342,13 @@ class Record:
 
     def save(self) -> None:
         """Write the record to the cluster (and the local cache) when it changed since the last save."""
+        with self._lock:
+            self._save()
+
+    def _save(self) -> None:
         if not self._entries and not self._undos:
             if self._saved is not None:
-                self.clear()
+                self._clear()
             return
         text = self._document()
         if text == self._saved:
@@ -317,6 +366,10 @@ class Record:
 
     def clear(self) -> None:
         """Forget everything: the record in the cluster, its namespace, and the local cache."""
+        with self._lock:
+            self._clear()
+
+    def _clear(self) -> None:
         self._entries.clear()
         self._undos.clear()
         if self.cluster is not None and (self._saved is not None or self.cluster.get(RECORD_REF) is not None):

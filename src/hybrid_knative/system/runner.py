@@ -19,7 +19,7 @@ import sys
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import sh
 
@@ -54,13 +54,15 @@ class Runner:
         *,
         check: bool = True,
         timeout: float | None = None,
-        input: str | bytes | None = None,
+        input: str | bytes | IO[bytes] | None = None,
         cwd: Path | None = None,
         ok_codes: Sequence[int] = (0,),
         direct: bool = False,
         redact: bool = False,
     ) -> Result:
-        """``redact``: the arguments hold a secret; the debug log and the errors name the command only."""
+        """``input``: text or bytes for stdin, or an open file/pipe the child reads directly (its fd is
+        handed over: nothing passes through this process). ``redact``: the arguments hold a secret; the
+        debug log and the errors name the command only."""
         args = [str(a) for a in argv]
         if not args:
             raise PermanentError("internal error: empty command")
@@ -120,16 +122,18 @@ class Runner:
             raise CommandError(named, result.returncode, stdout=result.stdout, stderr=result.stderr)
         return result
 
-    def _run_direct(self, args: list[str], *, check: bool, timeout: float | None, input: str | bytes | None,
+    def _run_direct(self, args: list[str], *, check: bool, timeout: float | None,
+                    input: str | bytes | IO[bytes] | None,
                     cwd: Path | None, ok_codes: Sequence[int], shown: str, named: list[str]) -> Result:
         limit = self.default_timeout if timeout is None else timeout
         log.debug("run: %s", shown)
-        data = input.encode("utf-8") if isinstance(input, str) else input
+        data = input.encode("utf-8") if isinstance(input, str) else input if isinstance(input, bytes) else None
+        stdin: Any = subprocess.PIPE if data is not None else input if input is not None else subprocess.DEVNULL
         # its own process group, like the sh path: a timeout or Ctrl-C ends the command's children too
         group: dict[str, Any] = {"process_group": 0} if sys.version_info >= (3, 11) else {"start_new_session": True}
         try:
             proc = subprocess.Popen(  # an argv list, never a shell string
-                args, stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL, stdout=subprocess.PIPE,
+                args, stdin=stdin, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, env=dict(self.env) if self.env is not None else None,
                 cwd=str(cwd) if cwd is not None else None, **group)
         except FileNotFoundError:

@@ -28,7 +28,8 @@ COMPONENT = Component(
     steps=(Step.of(install_eventing_crds), Step.of(install_eventing_core), Step.of(install_in_memory_channel),
            Step.of(install_mt_channel_broker), Step.of(create_default_broker)),
     enabled=enabled,
-    after=("dns",),
+    after=("dns",),  # the order of `plan` and of `enable --no-overlap`
+    needs=(),  # its steps need only the CRDs of its own files: `enable` installs it beside Serving
     namespaces=(NamespaceCheck("knative-eventing", "Knative Eventing", required=False),),
     webhooks=(WebhookCheck("knative-eventing", "eventing-webhook"),),
     status_objects=(StatusObject("Broker", "broker"),),

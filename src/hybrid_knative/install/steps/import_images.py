@@ -33,4 +33,4 @@ def preview(rc: RenderContext, kube: KubeApi | None) -> list[Change]:
     if bundle is None:
         return []
     return [Change("command", f"import every image of {bundle.name} into every node",
-                   "microk8s images import < <one image archive at a time>", "run")]
+                   "microk8s images import < <one archive of every image, streamed>", "run")]
