@@ -106,7 +106,7 @@ class BranchStatus(Status):
 
     def _write(self, text: str) -> None:
         mark, _, rest = text.partition(" ")
-        if mark in ("✓", "✗", "!"):
+        if mark in ("✓", "✗", "!", "–"):
             self.parent._write(f"{mark} [{self.label}] {rest}")
         else:
             self.parent._write(f"  [{self.label}] {text.strip()}")

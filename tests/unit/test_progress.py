@@ -59,3 +59,11 @@ def test_a_skipped_step_says_so_instead_of_a_check_mark() -> None:
         pass
     assert out.getvalue().splitlines() == [
         "– Resolve the zone on this host (nothing changed on this host: see above)", "✓ Next"]
+
+
+def test_a_skipped_step_in_a_branch_keeps_its_mark_first() -> None:
+    out = io.StringIO()
+    branch = Status(stream=out, verbosity=0).branch("dns")
+    with branch.step("Resolve the zone on this host"):
+        branch.skip("nothing changed on this host")
+    assert out.getvalue().splitlines() == ["– [dns] Resolve the zone on this host (nothing changed on this host)"]
