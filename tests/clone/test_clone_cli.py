@@ -36,7 +36,7 @@ def test_cli_dry_run_then_clone_then_sync(world: World) -> None:
 def test_cli_unknown_context_is_a_clear_error(world: World) -> None:
     result = invoke(world, "--to", "nowhere", "--registry", world.registry)
     assert result.exit_code == 2
-    assert "'nowhere' not found" in result.output and "Traceback" not in result.output
+    assert "no context 'nowhere'" in result.output and "--to" in result.output and "Traceback" not in result.output
 
 
 def test_cli_no_install_on_a_bare_target(make_world: object) -> None:

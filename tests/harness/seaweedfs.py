@@ -20,9 +20,17 @@ START_TIMEOUT = 60.0
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` DIFFERENT free ports: every socket stays bound until all are chosen (a port freed by closing
+    its socket can be handed out again by the next bind — weed then fails with 'address already in use')."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
 
 
 def weed_available() -> bool:
@@ -53,8 +61,8 @@ def weed_s3(workdir: Path, credentials: Credentials, *, volume_max: int = 16) ->
     config = workdir / "s3.json"
     config.write_text(credentials.identities())
     config.chmod(0o600)
-    ports = {name: free_port() for name in ("master", "master.grpc", "volume", "volume.grpc", "filer",
-                                            "filer.grpc", "s3", "s3.grpc")}
+    names = ("master", "master.grpc", "volume", "volume.grpc", "filer", "filer.grpc", "s3", "s3.grpc")
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
     argv = ["weed", "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             f"-master.port={ports['master']}", f"-master.port.grpc={ports['master.grpc']}",
             f"-volume.port={ports['volume']}", f"-volume.port.grpc={ports['volume.grpc']}",
