@@ -99,6 +99,9 @@ class World:
                                    "--kubeconfig", str(self.kubeconfig), "--microk8s", FAKE_MICROK8S,
                                    "--poll-interval", "0.05", "--rate", "200", "--burst", "400",
                                    "--max-per-source", "64",  # the 50-device swarm shares one address
+                                   # a small token pool: 64 fake add-node processes per hub start cost the suite
+                                   # minutes of CPU; the pool itself is tested in test_join_pool.py (extra may override)
+                                   "--join-pool", "8",
                                    "--cluster-tokens-file", str(self.fake_dir / "credentials" / "cluster-tokens.txt"),
                                    *extra])
         proc = Proc(argv, env=base_env(self.fake_dir))

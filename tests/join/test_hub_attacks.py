@@ -57,7 +57,7 @@ class Env:
             "state_dir": self.root / name, "cluster_name": "atk", "listen": "127.0.0.1", "port": 0,
             "advertise": ("127.0.0.1",), "microk8s": FAKE_MICROK8S, "mdns": False, "rate": 10_000.0,
             "burst": 100_000, "kubeconfig": self.kubeconfig, "poll_interval": 0.05,
-            "cluster_tokens_file": self.tokens_file}
+            "cluster_tokens_file": self.tokens_file, "pool_size": 8}  # small: see conftest.start_hub
         values.update(extra)
         known = {f.name for f in dataclasses.fields(HubSettings)}  # (also runs against older hubs, to see them fail)
         return HubSettings(**{k: v for k, v in values.items() if k in known})

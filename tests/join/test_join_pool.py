@@ -164,7 +164,7 @@ class Env:
             "state_dir": self.root / name, "cluster_name": "pool", "listen": "127.0.0.1", "port": 0,
             "advertise": ("127.0.0.1",), "microk8s": FAKE_MICROK8S, "mdns": False, "rate": 10_000.0,
             "burst": 100_000, "kubeconfig": self.kubeconfig, "poll_interval": 60.0,
-            "cluster_tokens_file": self.tokens_file, **extra}
+            "cluster_tokens_file": self.tokens_file, "pool_size": 8, **extra}
         return HubSettings(**values)
 
     def cluster_tokens(self) -> set[str]:
