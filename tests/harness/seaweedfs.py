@@ -83,8 +83,8 @@ def weed_s3(workdir: Path, credentials: Credentials, *, volume_max: int = 16) ->
         yield Settings(endpoint=f"127.0.0.1:{ports['s3']}", credentials=credentials)
     finally:
         proc.terminate()
-        try:
-            proc.wait(timeout=15)
+        try:  # weed's graceful stop can take >15 s; its data is a temporary folder, so a short grace will do
+            proc.wait(timeout=3)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
